@@ -428,7 +428,7 @@ func cborHead(b []byte, major byte, n int) []byte {
 	}
 }
 
-func cborText(b []byte, s string) []byte   { return append(cborHead(b, 3, len(s)), s...) }
+func cborText(b []byte, s string) []byte  { return append(cborHead(b, 3, len(s)), s...) }
 func cborBytes(b []byte, v []byte) []byte { return append(cborHead(b, 2, len(v)), v...) }
 
 // order is a byte order that can both put and append.

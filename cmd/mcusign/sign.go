@@ -17,15 +17,15 @@ import (
 
 // signFlags mirrors imgtool sign's options.
 type signFlags struct {
-	key, version, secCnt, deps, bootRecord, vid, cid string
-	fixSig, fixSigPubkey, sigOut, encrypt                string
-	headerSize, slotSize, maxSectors                     intFlag
-	loadAddr, romFixed, hexAddr                          intFlag
-	align, maxAlign, erased, endian, pubKeyFormat, sha   *choice
-	hmacSHA, vector, encKeylen, compression              *choice
-	padHeader, pad, confirm, test, overwriteOnly         bool
-	pure, nonBootable, clear, saveEnctlv, padSig         bool
-	customTLV, customTLVFile                             []string
+	key, version, secCnt, deps, bootRecord, vid, cid   string
+	fixSig, fixSigPubkey, sigOut, encrypt              string
+	headerSize, slotSize, maxSectors                   intFlag
+	loadAddr, romFixed, hexAddr                        intFlag
+	align, maxAlign, erased, endian, pubKeyFormat, sha *choice
+	hmacSHA, vector, encKeylen, compression            *choice
+	padHeader, pad, confirm, test, overwriteOnly       bool
+	pure, nonBootable, clear, saveEnctlv, padSig       bool
+	customTLV, customTLVFile                           []string
 }
 
 func newSignCmd(e *env, name string) *cobra.Command {
@@ -338,4 +338,3 @@ func (e *env) loadFixedSig(sigPath, pubPath string) (*signer.FixedSignature, err
 	defer k.Close()
 	return &signer.FixedSignature{PublicKey: k.pub, Signature: sig}, nil
 }
-

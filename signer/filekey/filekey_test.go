@@ -398,11 +398,11 @@ func FuzzLoad(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		k, err := Load(data, password("test"))
-		if err == nil {
-			require.NotNil(t, k.Public)
-			require.NoError(t, err)
-		} else {
+		if err != nil {
 			require.NotContains(t, err.Error(), "\n")
+			return
 		}
+		require.NotNil(t, k.Public)
+		require.Equal(t, k.Private != nil, k.IsPrivate())
 	})
 }

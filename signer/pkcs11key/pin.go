@@ -24,9 +24,9 @@ const maxPINFile = 1024
 // up in a format argument by mistake still does not leak.
 type secret string
 
-func (secret) String() string               { return redacted }
-func (secret) GoString() string             { return redacted }
-func (secret) Format(f fmt.State, _ rune)   { _, _ = io.WriteString(f, redacted) }
+func (secret) String() string                 { return redacted }
+func (secret) GoString() string               { return redacted }
+func (secret) Format(f fmt.State, _ rune)     { _, _ = io.WriteString(f, redacted) }
 func (s secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
 
 // resolvePIN finds the PIN for a token: pin-value, pin-source,

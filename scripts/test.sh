@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every check CI runs: formatting, vet, all Go tests (real SoftHSM
+# tokens, real processes), the west shim's Python tests, and a short run of
+# every fuzz target. FUZZTIME=30s scripts/test.sh fuzzes longer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fuzztime=${FUZZTIME:-10s}
+
+scripts/install-deps.sh
+
+unformatted=$(gofmt -l cmd signer plugin 2>/dev/null || true)
+[[ -z $unformatted ]] || { echo "gofmt needed:"; echo "$unformatted"; exit 1; }
+go vet ./...
+go test -count=1 -timeout 30m ./...
+
+if [[ -d westext ]] && ls westext/*_test.py >/dev/null 2>&1; then
+	python3 -m unittest discover -s westext -p '*_test.py' -v
+fi
+
+# Fuzz targets: go test -fuzz takes one target in one package at a time.
+grep -rl --include='*_test.go' '^func Fuzz' cmd signer plugin 2>/dev/null | while read -r f; do
+	pkg=./$(dirname "$f")
+	for target in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | cut -c6-); do
+		echo "fuzz $pkg $target ($fuzztime)"
+		go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" >/dev/null
+	done
+done
+echo "all checks passed"

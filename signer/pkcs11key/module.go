@@ -1,0 +1,531 @@
+package pkcs11key
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/ThalesGroup/crypto11"
+	"github.com/miekg/pkcs11"
+)
+
+// EnvModule names the PKCS#11 library used when the URI has no module-path.
+const EnvModule = "MCUSIGN_PKCS11_MODULE"
+
+// Sentinel errors; every error this package returns about these conditions
+// wraps one of them, so callers can branch with errors.Is.
+var (
+	ErrModule          = errors.New("PKCS#11 module unusable")
+	ErrTokenNotFound   = errors.New("PKCS#11 token not found")
+	ErrTokenNotPresent = errors.New("PKCS#11 token not present")
+	ErrWrongPIN        = errors.New("wrong PIN")
+	ErrPINLocked       = errors.New("PIN locked")
+	ErrLogin           = errors.New("PKCS#11 login failed")
+)
+
+// DefaultModulePaths are probed in order when neither module-path nor
+// MCUSIGN_PKCS11_MODULE names a library: the SoftHSM2 locations of the
+// common distributions.
+var DefaultModulePaths = []string{
+	"/usr/lib/softhsm/libsofthsm2.so",
+	"/usr/lib/" + multiarch() + "/softhsm/libsofthsm2.so",
+	"/usr/lib64/pkcs11/libsofthsm2.so",
+	"/usr/local/lib/softhsm/libsofthsm2.so",
+	"/opt/homebrew/lib/softhsm/libsofthsm2.so",
+}
+
+func multiarch() string {
+	switch runtime.GOARCH {
+	case "amd64":
+		return "x86_64-linux-gnu"
+	case "arm64":
+		return "aarch64-linux-gnu"
+	case "arm":
+		return "arm-linux-gnueabihf"
+	case "386":
+		return "i386-linux-gnu"
+	}
+	return runtime.GOARCH + "-linux-gnu"
+}
+
+// Options carries what the caller supplies beyond the URI.
+type Options struct {
+	// Prompt asks for a token's PIN when neither the URI nor
+	// MCUSIGN_PIN_FILE gives one. Nil means never prompt.
+	Prompt func(ctx context.Context, prompt string) (string, error)
+	// Warn receives warnings about accepted but unsafe input, such as
+	// pin-value. Nil logs them with the standard logger.
+	Warn func(msg string)
+}
+
+func (o Options) warn(u *URI) {
+	for _, w := range u.Warnings() {
+		if o.Warn != nil {
+			o.Warn(w)
+		} else {
+			log.Print("warning: " + w)
+		}
+	}
+}
+
+// The registry holds one module per library file for the whole process:
+// C_Initialize may succeed only once, and login state is per process.
+var registry = struct {
+	sync.Mutex
+	modules map[string]*module
+}{modules: map[string]*module{}}
+
+// module is one loaded PKCS#11 library. crypto11 insists on calling
+// C_Initialize itself and fails on CKR_CRYPTOKI_ALREADY_INITIALIZED, so it
+// must be the first to initialise: before that we initialise only briefly
+// (to find the token) and finalise again. Once live, our handle's
+// C_Initialize returns CKR_CRYPTOKI_ALREADY_INITIALIZED and both share the
+// library's state. Tokens created by other processes after that are not
+// seen until the process restarts (SoftHSM scans its token directory only
+// in C_Initialize).
+type module struct {
+	path string
+	p11  *pkcs11.Ctx
+
+	mu     sync.Mutex // serialises bring-up, token lookup and token creation
+	live   bool
+	tokens map[uint]*token
+}
+
+// modulePath picks the library: module-path, MCUSIGN_PKCS11_MODULE, then
+// the first SoftHSM2 found. It returns the canonical path.
+func modulePath(u *URI) (string, error) {
+	path, from := u.ModulePath, "module-path"
+	if path == "" {
+		path, from = os.Getenv(EnvModule), EnvModule
+		if path != "" && !filepath.IsAbs(path) {
+			return "", fmt.Errorf("%w: %s must be an absolute path to the PKCS#11 library, not %q", ErrModule, EnvModule, path)
+		}
+	}
+	if path == "" {
+		for _, p := range DefaultModulePaths {
+			if _, err := os.Stat(p); err == nil {
+				path, from = p, "the SoftHSM2 default"
+				break
+			}
+		}
+		if path == "" {
+			return "", fmt.Errorf("%w: no module-path in the URI, %s is unset and SoftHSM2 is not installed (looked in %s); install softhsm2 or name the library with module-path=/path/to/pkcs11.so", ErrModule, EnvModule, strings.Join(DefaultModulePaths, ", "))
+		}
+	}
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("%w: PKCS#11 module %s (from %s) does not exist; fix the path or install the library (SoftHSM2: apt install softhsm2)", ErrModule, path, from)
+	case err != nil:
+		return "", fmt.Errorf("%w: PKCS#11 module %s (from %s): %v", ErrModule, path, from, err)
+	case st.IsDir():
+		return "", fmt.Errorf("%w: PKCS#11 module %s (from %s) is a directory; give the path of the library's .so file", ErrModule, path, from)
+	}
+	// Two paths to one library (Debian's /usr/lib/softhsm is a symlink)
+	// share one C_Initialize, so they must share one registry entry.
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
+	return path, nil
+}
+
+func loadModule(path string) (*module, error) {
+	registry.Lock()
+	defer registry.Unlock()
+	if m := registry.modules[path]; m != nil {
+		return m, nil
+	}
+	p := pkcs11.New(path)
+	if p == nil {
+		return nil, fmt.Errorf("%w: PKCS#11 module %s could not be loaded: it is not a shared library for this system, or a library it depends on is missing; point module-path at the token vendor's PKCS#11 .so", ErrModule, path)
+	}
+	m := &module{path: path, p11: p, tokens: map[uint]*token{}}
+	registry.modules[path] = m
+	return m, nil
+}
+
+// openToken loads the module, brings it up if needed and finds the token
+// the URI selects. It does not log in.
+func openToken(u *URI) (*token, error) {
+	path, err := modulePath(u)
+	if err != nil {
+		return nil, err
+	}
+	m, err := loadModule(path)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.live {
+		slot, ti, err := m.findToken(u)
+		if err != nil {
+			return nil, err
+		}
+		if t := m.tokens[slot]; t != nil {
+			return t, nil
+		}
+		c11, err := m.configure(slot, ti)
+		if err != nil {
+			return nil, err
+		}
+		return m.addToken(slot, ti, c11), nil
+	}
+	own, err := m.initialize()
+	if err != nil {
+		return nil, err
+	}
+	slot, ti, err := m.findToken(u)
+	if own {
+		_ = m.p11.Finalize() // hand C_Initialize to crypto11
+	}
+	if err != nil {
+		return nil, err
+	}
+	c11, err := m.configure(slot, ti)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.p11.Initialize(); err != nil && !isCode(err, pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+		_ = c11.Close()
+		return nil, m.initError(err)
+	}
+	m.live = true
+	return m.addToken(slot, ti, c11), nil
+}
+
+// initialize calls C_Initialize and reports whether this call did it.
+func (m *module) initialize() (own bool, err error) {
+	err = m.p11.Initialize()
+	switch {
+	case err == nil:
+		return true, nil
+	case isCode(err, pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED):
+		return false, nil
+	}
+	return false, m.initError(err)
+}
+
+func (m *module) initError(err error) error {
+	hint := "check the library's own configuration"
+	if strings.Contains(strings.ToLower(m.path), "softhsm") {
+		conf := os.Getenv("SOFTHSM2_CONF")
+		if conf == "" {
+			conf = "unset, so /etc/softhsm/softhsm2.conf"
+		}
+		hint = fmt.Sprintf("check that SOFTHSM2_CONF (%s) names a readable config whose directories.tokendir exists and is writable", conf)
+	}
+	return fmt.Errorf("%w: PKCS#11 module %s failed to initialise (%v); %s", ErrModule, m.path, err, hint)
+}
+
+func (m *module) configure(slot uint, ti pkcs11.TokenInfo) (*crypto11.Context, error) {
+	cfg := &crypto11.Config{
+		Path: m.path,
+		// We log in ourselves (one attempt, clear errors, PIN sources);
+		// crypto11's sessions then share the process-wide login.
+		LoginNotSupported: true,
+		MaxSessions:       32,
+	}
+	if ti.SerialNumber != "" {
+		cfg.TokenSerial = ti.SerialNumber
+	} else {
+		n := int(slot)
+		cfg.SlotNumber = &n
+	}
+	c11, err := crypto11.Configure(cfg)
+	if err != nil {
+		if isCode(err, pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+			return nil, fmt.Errorf("%w: PKCS#11 module %s was initialised by other code in this process, which crypto11 cannot share; open PKCS#11 keys only through package pkcs11key", ErrModule, m.path)
+		}
+		return nil, fmt.Errorf("%w: opening token %q with crypto11: %v", ErrModule, ti.Label, err)
+	}
+	return c11, nil
+}
+
+func (m *module) addToken(slot uint, ti pkcs11.TokenInfo, c11 *crypto11.Context) *token {
+	t := &token{
+		m: m, slot: slot, label: ti.Label, serial: ti.SerialNumber, c11: c11,
+		sem:  make(chan struct{}, poolSize),
+		idle: make(chan pkcs11.SessionHandle, poolSize),
+	}
+	m.tokens[slot] = t
+	return t
+}
+
+type tokenDesc struct {
+	slot uint
+	info pkcs11.TokenInfo
+}
+
+func (d tokenDesc) String() string {
+	return fmt.Sprintf("%q (serial %s, slot %d)", d.info.Label, d.info.SerialNumber, d.slot)
+}
+
+func listDescs(ds []tokenDesc) string {
+	s := make([]string, len(ds))
+	for i, d := range ds {
+		s[i] = d.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+// findToken returns the one initialised token the URI selects.
+func (m *module) findToken(u *URI) (uint, pkcs11.TokenInfo, error) {
+	if err := m.matchLibrary(u); err != nil {
+		return 0, pkcs11.TokenInfo{}, err
+	}
+	slots, err := m.p11.GetSlotList(true)
+	if err != nil {
+		return 0, pkcs11.TokenInfo{}, fmt.Errorf("%w: listing the slots of PKCS#11 module %s: %v", ErrModule, m.path, err)
+	}
+	var all, matches []tokenDesc
+	for _, slot := range slots {
+		ti, err := m.p11.GetTokenInfo(slot)
+		if err != nil || ti.Flags&pkcs11.CKF_TOKEN_INITIALIZED == 0 {
+			continue
+		}
+		d := tokenDesc{slot, ti}
+		all = append(all, d)
+		if m.matchToken(u, d) {
+			matches = append(matches, d)
+		}
+	}
+	switch {
+	case len(matches) == 1:
+		return matches[0].slot, matches[0].info, nil
+	case len(all) == 0:
+		return 0, pkcs11.TokenInfo{}, fmt.Errorf("%w: PKCS#11 module %s has no initialised token; create one (development: scripts/dev-token.sh, SoftHSM2: softhsm2-util --init-token --free --label <label>)", ErrTokenNotFound, m.path)
+	case len(matches) == 0:
+		return 0, pkcs11.TokenInfo{}, fmt.Errorf("%w: no token matches %s in PKCS#11 module %s; available tokens: %s", ErrTokenNotFound, u.tokenSelector(), m.path, listDescs(all))
+	case !u.selectsToken():
+		return 0, pkcs11.TokenInfo{}, fmt.Errorf("%w: the URI names no token and PKCS#11 module %s holds %d: %s; add token=<label> to the URI", ErrTokenNotFound, m.path, len(all), listDescs(all))
+	default:
+		return 0, pkcs11.TokenInfo{}, fmt.Errorf("%w: %s matches %d tokens in PKCS#11 module %s: %s; add serial=<serial> to the URI to pick one", ErrTokenNotFound, u.tokenSelector(), len(matches), m.path, listDescs(matches))
+	}
+}
+
+func (m *module) matchToken(u *URI, d tokenDesc) bool {
+	ti := d.info
+	if (u.Token != "" && u.Token != ti.Label) || (u.Serial != "" && u.Serial != ti.SerialNumber) ||
+		(u.Manufacturer != "" && u.Manufacturer != ti.ManufacturerID) || (u.Model != "" && u.Model != ti.Model) ||
+		(u.SlotID != nil && *u.SlotID != d.slot) {
+		return false
+	}
+	if u.SlotDescription != "" || u.SlotManufacturer != "" {
+		si, err := m.p11.GetSlotInfo(d.slot)
+		if err != nil || (u.SlotDescription != "" && u.SlotDescription != si.SlotDescription) ||
+			(u.SlotManufacturer != "" && u.SlotManufacturer != si.ManufacturerID) {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *module) matchLibrary(u *URI) error {
+	if u.LibraryManufacturer == "" && u.LibraryDescription == "" && u.LibraryVersion == "" {
+		return nil
+	}
+	info, err := m.p11.GetInfo()
+	if err != nil {
+		return fmt.Errorf("%w: reading the library information of PKCS#11 module %s: %v", ErrModule, m.path, err)
+	}
+	ok := (u.LibraryManufacturer == "" || u.LibraryManufacturer == info.ManufacturerID) &&
+		(u.LibraryDescription == "" || u.LibraryDescription == info.LibraryDescription)
+	if u.LibraryVersion != "" {
+		maj, min, _ := parseLibVersion(u.LibraryVersion)
+		ok = ok && maj == info.LibraryVersion.Major && min == info.LibraryVersion.Minor
+	}
+	if !ok {
+		return fmt.Errorf("%w: PKCS#11 module %s is %q by %q version %d.%d, which does not match the library-* attributes of the URI; fix or drop them", ErrTokenNotFound, m.path, info.LibraryDescription, info.ManufacturerID, info.LibraryVersion.Major, info.LibraryVersion.Minor)
+	}
+	return nil
+}
+
+// poolSize bounds the sessions this package opens per token for its own
+// operations (lookups, key generation, Ed25519 signing).
+const poolSize = 16
+
+// token is one opened token. Login happens once and is shared by every
+// session of the process, crypto11's included.
+type token struct {
+	m      *module
+	slot   uint
+	label  string
+	serial string
+	c11    *crypto11.Context
+
+	loginMu  sync.Mutex
+	loggedIn bool
+	persist  pkcs11.SessionHandle // keeps the login alive while pool sessions come and go
+	rejected map[[32]byte]bool    // HMACs of PINs the token refused
+
+	sem  chan struct{}
+	idle chan pkcs11.SessionHandle
+}
+
+func (t *token) p11() *pkcs11.Ctx { return t.m.p11 }
+
+func (t *token) openSession() (pkcs11.SessionHandle, error) {
+	sh, err := t.p11().OpenSession(t.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	if isCode(err, pkcs11.CKR_TOKEN_WRITE_PROTECTED) {
+		sh, err = t.p11().OpenSession(t.slot, pkcs11.CKF_SERIAL_SESSION)
+	}
+	if err != nil {
+		return 0, t.opError("opening a session", err)
+	}
+	return sh, nil
+}
+
+// withSession runs fn on a pooled session; PKCS#11 sessions must not be
+// used by two goroutines at once.
+func (t *token) withSession(ctx context.Context, fn func(sh pkcs11.SessionHandle) error) error {
+	select {
+	case t.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-t.sem }()
+	var sh pkcs11.SessionHandle
+	select {
+	case sh = <-t.idle:
+	default:
+		var err error
+		if sh, err = t.openSession(); err != nil {
+			return err
+		}
+	}
+	err := fn(sh)
+	if sessionBroken(err) {
+		_ = t.p11().CloseSession(sh)
+	} else {
+		t.idle <- sh // never blocks: idle and sem have the same capacity
+	}
+	return err
+}
+
+func sessionBroken(err error) bool {
+	for _, c := range []pkcs11.Error{pkcs11.CKR_SESSION_HANDLE_INVALID, pkcs11.CKR_SESSION_CLOSED,
+		pkcs11.CKR_DEVICE_REMOVED, pkcs11.CKR_TOKEN_NOT_PRESENT, pkcs11.CKR_DEVICE_ERROR} {
+		if isCode(err, c) {
+			return true
+		}
+	}
+	return false
+}
+
+// pinKey keys the HMAC that remembers rejected PINs without keeping them.
+var pinKey = func() []byte {
+	k := make([]byte, 32)
+	_, _ = rand.Read(k)
+	return k
+}()
+
+func pinMAC(pin secret) [32]byte {
+	h := hmac.New(sha256.New, pinKey)
+	h.Write([]byte(pin))
+	var out [32]byte
+	copy(out[:], h.Sum(nil))
+	return out
+}
+
+// login logs the user in once per process. A rejected PIN is remembered
+// and never sent again, so a wrong PIN file cannot lock the token by retries.
+func (t *token) login(ctx context.Context, u *URI, opts Options) error {
+	t.loginMu.Lock()
+	defer t.loginMu.Unlock()
+	if t.loggedIn {
+		return nil
+	}
+	ti, err := t.p11().GetTokenInfo(t.slot)
+	if err != nil {
+		return t.opError("reading the token information", err)
+	}
+	if ti.Flags&pkcs11.CKF_USER_PIN_LOCKED != 0 {
+		return loginError(t.label, pkcs11.Error(pkcs11.CKR_PIN_LOCKED))
+	}
+	if ti.Flags&pkcs11.CKF_USER_PIN_INITIALIZED == 0 {
+		return fmt.Errorf("%w: token %q has no user PIN yet; set one with the SO PIN first (e.g. pkcs11-tool --init-pin)", ErrLogin, t.label)
+	}
+	var pin secret
+	if ti.Flags&pkcs11.CKF_PROTECTED_AUTHENTICATION_PATH == 0 { // else the PIN pad asks
+		if pin, err = resolvePIN(ctx, u, t.label, opts.Prompt); err != nil {
+			return err
+		}
+		if t.rejected[pinMAC(pin)] {
+			return fmt.Errorf("%w: token %q already rejected this PIN in this process; mcusign does not send it again, so the token is not locked by retries; fix the PIN source", ErrWrongPIN, t.label)
+		}
+	}
+	sh, err := t.openSession()
+	if err != nil {
+		return err
+	}
+	err = t.p11().Login(sh, pkcs11.CKU_USER, string(pin))
+	if err == nil || isCode(err, pkcs11.CKR_USER_ALREADY_LOGGED_IN) {
+		t.persist, t.loggedIn = sh, true
+		return nil
+	}
+	_ = t.p11().CloseSession(sh)
+	if isCode(err, pkcs11.CKR_PIN_INCORRECT) {
+		if t.rejected == nil {
+			t.rejected = map[[32]byte]bool{}
+		}
+		t.rejected[pinMAC(pin)] = true
+	}
+	return loginError(t.label, err)
+}
+
+// loginError turns a C_Login failure into one line with a fix.
+func loginError(label string, err error) error {
+	var code pkcs11.Error
+	errors.As(err, &code)
+	switch code {
+	case pkcs11.CKR_PIN_INCORRECT:
+		return fmt.Errorf("%w for token %q (this attempt counts towards the token's lockout and is not retried); check the PIN file or MCUSIGN_PIN_FILE", ErrWrongPIN, label)
+	case pkcs11.CKR_PIN_LOCKED:
+		return fmt.Errorf("%w: the user PIN of token %q is locked after too many wrong attempts; unlock it with the SO PIN (e.g. pkcs11-tool --init-pin --login --login-type so) and try again", ErrPINLocked, label)
+	case pkcs11.CKR_PIN_LEN_RANGE:
+		return fmt.Errorf("%w for token %q: the PIN has a length the token does not accept; check for stray characters in the PIN file", ErrWrongPIN, label)
+	case pkcs11.CKR_PIN_EXPIRED:
+		return fmt.Errorf("%w: the PIN of token %q has expired; change it with the token's tools (e.g. pkcs11-tool --change-pin)", ErrLogin, label)
+	case pkcs11.CKR_TOKEN_NOT_PRESENT, pkcs11.CKR_DEVICE_REMOVED:
+		return notPresent(label, "logging in")
+	}
+	return fmt.Errorf("%w: logging in to token %q: %v", ErrLogin, label, err)
+}
+
+func notPresent(label, op string) error {
+	return fmt.Errorf("%w: token %q went away while %s; reconnect the token (or check the HSM's network link) and retry", ErrTokenNotPresent, label, op)
+}
+
+// opError gives a PKCS#11 failure during op its token context and a hint.
+func (t *token) opError(op string, err error) error {
+	var code pkcs11.Error
+	if !errors.As(err, &code) {
+		return fmt.Errorf("%s on token %q: %w", op, t.label, err)
+	}
+	switch code {
+	case pkcs11.CKR_TOKEN_NOT_PRESENT, pkcs11.CKR_DEVICE_REMOVED:
+		return notPresent(t.label, op)
+	case pkcs11.CKR_USER_NOT_LOGGED_IN:
+		return fmt.Errorf("%w: token %q is no longer logged in while %s (was it reset or reconnected?); run the command again", ErrLogin, t.label, op)
+	case pkcs11.CKR_DEVICE_ERROR, pkcs11.CKR_DEVICE_MEMORY, pkcs11.CKR_GENERAL_ERROR:
+		return fmt.Errorf("token %q failed while %s (%v); check the HSM's health and logs", t.label, op, err)
+	}
+	return fmt.Errorf("%s on token %q: %w", op, t.label, err)
+}
+
+func isCode(err error, code pkcs11.Error) bool {
+	var e pkcs11.Error
+	return errors.As(err, &e) && e == code
+}
