@@ -204,9 +204,11 @@ func readTrailer(data []byte, flags uint32) (*TrailerInfo, string, error) {
 
 	// Distances from the end of the file, as imgtool's negative indices.
 	back := magicSize + max(ma-magicSize, 0) + ma
-	if back+2*ma > n {
-		return nil, "", fmt.Errorf("image is truncated: max_align 0x%x from the trailer magic puts the trailer's swap_info 0x%x bytes before the end of a 0x%x-byte file",
-			ma, back+2*ma, n)
+	for j, name := range []string{"image_ok", "copy_done", "swap_info"} {
+		if d := back + j*ma; d > n {
+			return nil, "", fmt.Errorf("image is truncated: the trailer's %s would be 0x%x bytes before the end of the 0x%x-byte file (max_align 0x%x from the trailer magic)",
+				name, d, n, ma)
+		}
 	}
 	t.ImageOK = data[n-back]
 	t.CopyDone = data[n-back-ma]
@@ -280,19 +282,11 @@ func humanRow(text string) string {
 // humanFrame is the boxed payload section.
 func humanFrame(header, content string) string {
 	empty := "|" + strings.Repeat(" ", humanLineLength-2) + "|"
-	offset := pyFloorDiv(humanLineLength-len(content), 2)
+	offset := (humanLineLength - len(content)) / 2 // content is at most 33 characters
 	pre := "|" + strings.Repeat(" ", max(offset-1, 0))
 	post := strings.Repeat(" ", max(humanLineLength-len(pre)-len(content)-1, 0)) + "|"
 	return strings.Join([]string{humanRow(header), empty, pre + content + post, empty,
 		strings.Repeat("#", humanLineLength)}, "\n")
-}
-
-func pyFloorDiv(a, b int) int {
-	q := a / b
-	if (a%b != 0) && ((a < 0) != (b < 0)) {
-		q--
-	}
-	return q
 }
 
 func humanTLVs(tlvs []TLVEntryInfo) string {
@@ -335,11 +329,18 @@ func humanFlags(flags uint32) string {
 }
 
 func humanStatus(v byte) string {
-	names := map[byte]string{1: "SET", 2: "BAD", 3: "UNSET", 4: "ANY"}
-	if s, ok := names[v]; ok {
-		return s + " (" + hexs(v) + ")"
+	name := "INVALID"
+	switch v {
+	case 1:
+		name = "SET"
+	case 2:
+		name = "BAD"
+	case 3:
+		name = "UNSET"
+	case 4:
+		name = "ANY"
 	}
-	return "INVALID (" + hexs(v) + ")"
+	return name + " (" + hexs(v) + ")"
 }
 
 // WriteHuman writes imgtool's default human-readable dump.
@@ -393,6 +394,7 @@ func (i *ImageInfo) WriteHuman(w io.Writer) error {
 		if t.MagicValid {
 			size := "unknown"
 			if t.SwapSize != 0xffffffff {
+				// imgtool's label says octal; the number is decimal.
 				size = fmt.Sprintf("%#x octal: %d", t.SwapSize, t.SwapSize)
 			}
 			line("swap size:   ", size)

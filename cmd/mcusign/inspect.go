@@ -77,6 +77,9 @@ human on stdout, and YAML when writing to -o.`,
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
+			if info.Warning != "" {
+				fmt.Fprintln(e.stdout, info.Warning) // imgtool prints it even with -o
+			}
 			f := format.value
 			if f == "" {
 				f = "human"

@@ -180,14 +180,14 @@ func (t *token) lookup(sh pkcs11.SessionHandle, u *URI, p purpose) (object, erro
 	var none object
 	switch u.Type {
 	case "cert", "data", "secret-key":
-		return none, fmt.Errorf("%w: type=%s in the URI names a %s, but mcusign needs a key pair; use type=private or leave type out", ErrWrongKeyType, u.Type, map[string]string{"cert": "certificate", "data": "data object", "secret-key": "secret key"}[u.Type])
+		return none, kindErr(ErrWrongKeyType, "type=%s in the URI names a %s, but mcusign needs a key pair; use type=private or leave type out", u.Type, map[string]string{"cert": "certificate", "data": "data object", "secret-key": "secret key"}[u.Type])
 	case "public":
 		if p == forSigning {
-			return none, fmt.Errorf("%w: type=public names a public key, but signing needs the private key; use type=private or leave type out", ErrWrongKeyType)
+			return none, kindErr(ErrWrongKeyType, "type=public names a public key, but signing needs the private key; use type=private or leave type out")
 		}
 	}
 	if u.Object == "" && len(u.ID) == 0 {
-		return none, fmt.Errorf("%w: the URI names no key; add object=<label> (token %q holds %s)", ErrKeyNotFound, t.label, t.labels(sh))
+		return none, kindErr(ErrKeyNotFound, "the URI names no key; add object=<label> (token %q holds %s)", t.label, t.labels(sh))
 	}
 	var privs, pubs []object
 	var err error
@@ -210,18 +210,22 @@ func (t *token) lookup(sh pkcs11.SessionHandle, u *URI, p purpose) (object, erro
 		return cands[0], nil
 	case 0:
 		if len(pubs) > 0 {
-			return none, fmt.Errorf("%w: token %q holds only the public key for %s, but signing needs the private key; generate or import the key pair on the token", ErrWrongKeyType, t.label, keySel(u))
+			return none, kindErr(ErrWrongKeyType, "token %q holds only the public key for %s, but signing needs the private key; generate or import the key pair on the token", t.label, keySel(u))
 		}
 		if secrets, _ := t.objects(sh, pkcs11.CKO_SECRET_KEY, u.Object, u.ID); len(secrets) > 0 {
-			return none, fmt.Errorf("%w: %s on token %q is a secret (symmetric) key, not a key pair", ErrWrongKeyType, keySel(u), t.label)
+			return none, kindErr(ErrWrongKeyType, "%s on token %q is a secret (symmetric) key, not a key pair", keySel(u), t.label)
 		}
-		return none, fmt.Errorf("%w: no key with %s on token %q, which holds %s; fix object= in the URI", ErrKeyNotFound, keySel(u), t.label, t.labels(sh))
+		return none, kindErr(ErrKeyNotFound, "no key with %s on token %q, which holds %s; fix object= or id= in the URI", keySel(u), t.label, t.labels(sh))
 	}
 	names := make([]string, len(cands))
 	for i, c := range cands {
 		names[i] = c.String()
 	}
-	return none, fmt.Errorf("%w: %s matches %d %s on token %q: %s; add id=<hex as %%XX> to the URI to pick one, or relabel them", ErrAmbiguousKey, keySel(u), len(cands), kind, t.label, strings.Join(names, ", "))
+	hint := fmt.Sprintf("add the id of the one you mean to the URI (e.g. id=%s), or relabel them", escape(string(cands[0].id), pathAttr, true))
+	if len(cands[0].id) == 0 || bytes.Equal(cands[0].id, cands[1].id) {
+		hint = "they cannot be told apart by id; relabel or delete one with the token's tools"
+	}
+	return none, kindErr(ErrAmbiguousKey, "%s matches %d %s on token %q: %s; %s", keySel(u), len(cands), kind, t.label, strings.Join(names, ", "), hint)
 }
 
 func keySel(u *URI) string {
@@ -257,7 +261,7 @@ func (t *token) publicOf(sh pkcs11.SessionHandle, o object) (crypto.PublicKey, *
 			// A public object that merely shares a label would make every
 			// signature fail at boot; RSA lets us check cheaply.
 			if n := t.attr(sh, o.h, pkcs11.CKA_MODULUS); n != nil && new(big.Int).SetBytes(n).Cmp(rpub.N) != 0 {
-				return nil, nil, fmt.Errorf("%w: the public key object for %s on token %q does not belong to its private key (different modulus); delete the stray public object", ErrNoPublicKey, o, t.label)
+				return nil, nil, kindErr(ErrNoPublicKey, "the public key object for %s on token %q does not belong to its private key (different modulus); delete the stray public object", o, t.label)
 			}
 		}
 		return pub, pubObj, nil
@@ -272,7 +276,7 @@ func (t *token) publicOf(sh pkcs11.SessionHandle, o object) (crypto.PublicKey, *
 	if pub, err := t.decodePublic(sh, o); err == nil {
 		return pub, nil, nil
 	}
-	return nil, nil, fmt.Errorf("%w: token %q has no public key object for %s and does not reveal the public key on the private key; import the public key with the same label and id (CKO_PUBLIC_KEY)", ErrNoPublicKey, t.label, o)
+	return nil, nil, kindErr(ErrNoPublicKey, "token %q has no public key object for %s and does not reveal the public key on the private key; import the public key with the same label and id (CKO_PUBLIC_KEY)", t.label, o)
 }
 
 // matchingPublic finds the public object of a private key: same type, id
@@ -290,7 +294,7 @@ func (t *token) matchingPublic(sh pkcs11.SessionHandle, priv object) (*object, e
 			}
 		}
 		if len(same) > 1 {
-			return nil, fmt.Errorf("%w: %d public key objects on token %q match the private key %s; delete the duplicates", ErrAmbiguousKey, len(same), t.label, priv)
+			return nil, kindErr(ErrAmbiguousKey, "%d public key objects on token %q match the private key %s; delete the duplicates", len(same), t.label, priv)
 		}
 		if len(same) == 1 {
 			return &same[0], nil
@@ -317,13 +321,13 @@ func (t *token) decodePublic(sh pkcs11.SessionHandle, o object) (crypto.PublicKe
 	case pkcs11.CKK_RSA:
 		n, e := t.attr(sh, o.h, pkcs11.CKA_MODULUS), t.attr(sh, o.h, pkcs11.CKA_PUBLIC_EXPONENT)
 		if len(n) == 0 || len(e) == 0 || len(e) > 4 {
-			return nil, fmt.Errorf("%w: RSA key %s on token %q has no readable modulus and public exponent", ErrNoPublicKey, o, t.label)
+			return nil, kindErr(ErrNoPublicKey, "RSA key %s on token %q has no readable modulus and public exponent", o, t.label)
 		}
 		return &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}, nil
 	case pkcs11.CKK_EC, ckkECEdwards:
 		params, point := t.attr(sh, o.h, pkcs11.CKA_EC_PARAMS), t.attr(sh, o.h, pkcs11.CKA_EC_POINT)
 		if len(params) == 0 || len(point) == 0 {
-			return nil, fmt.Errorf("%w: key %s on token %q has no readable CKA_EC_PARAMS and CKA_EC_POINT", ErrNoPublicKey, o, t.label)
+			return nil, kindErr(ErrNoPublicKey, "key %s on token %q has no readable CKA_EC_PARAMS and CKA_EC_POINT", o, t.label)
 		}
 		pub, err := decodeECPublic(o.ktype, params, point)
 		if err != nil {
@@ -331,7 +335,7 @@ func (t *token) decodePublic(sh pkcs11.SessionHandle, o object) (crypto.PublicKe
 		}
 		return pub, nil
 	}
-	return nil, fmt.Errorf("%w: key %s on token %q has PKCS#11 key type 0x%x; MCUboot signs with RSA, EC (P-256/P-384) or Ed25519 keys", ErrWrongKeyType, o, t.label, o.ktype)
+	return nil, kindErr(ErrWrongKeyType, "key %s on token %q has PKCS#11 key type 0x%x; MCUboot signs with RSA, EC (P-256/P-384) or Ed25519 keys", o, t.label, o.ktype)
 }
 
 // decodeECPublic turns CKA_EC_PARAMS and CKA_EC_POINT into a Go key.
@@ -340,17 +344,17 @@ func (t *token) decodePublic(sh pkcs11.SessionHandle, o object) (crypto.PublicKe
 func decodeECPublic(ktype uint, params, point []byte) (crypto.PublicKey, error) {
 	if ktype == ckkECEdwards {
 		if !isEd25519Params(params) {
-			return nil, fmt.Errorf("%w: EdDSA key on a curve other than edwards25519 (CKA_EC_PARAMS %x); MCUboot signs with Ed25519 only", ErrWrongKeyType, params)
+			return nil, kindErr(ErrWrongKeyType, "EdDSA key on a curve other than edwards25519 (CKA_EC_PARAMS %x); MCUboot signs with Ed25519 only", params)
 		}
 		raw := unwrapOctets(point, ed25519.PublicKeySize)
 		if len(raw) != ed25519.PublicKeySize {
-			return nil, fmt.Errorf("%w: Ed25519 CKA_EC_POINT has %d bytes, want 32", ErrNoPublicKey, len(raw))
+			return nil, kindErr(ErrNoPublicKey, "Ed25519 CKA_EC_POINT has %d bytes, want 32", len(raw))
 		}
 		return ed25519.PublicKey(bytes.Clone(raw)), nil
 	}
 	var oid asn1.ObjectIdentifier
 	if rest, err := asn1.Unmarshal(params, &oid); err != nil || len(rest) > 0 {
-		return nil, fmt.Errorf("%w: CKA_EC_PARAMS is not a named curve OID; MCUboot signs with P-256 or P-384", ErrWrongKeyType)
+		return nil, kindErr(ErrWrongKeyType, "CKA_EC_PARAMS is not a named curve OID; MCUboot signs with P-256 or P-384")
 	}
 	var curve elliptic.Curve
 	switch {
@@ -363,13 +367,13 @@ func decodeECPublic(ktype uint, params, point []byte) (crypto.PublicKey, error) 
 	case oid.Equal(oidP521):
 		curve = elliptic.P521()
 	default:
-		return nil, fmt.Errorf("%w: EC key on curve %s; MCUboot signs with P-256 or P-384", ErrWrongKeyType, oid)
+		return nil, kindErr(ErrWrongKeyType, "EC key on curve %s; MCUboot signs with P-256 or P-384", oid)
 	}
 	size := 1 + 2*((curve.Params().BitSize+7)/8)
 	raw := unwrapOctets(point, size)
 	pub, err := ecdsa.ParseUncompressedPublicKey(curve, raw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: CKA_EC_POINT is not an uncompressed %s point: %v", ErrNoPublicKey, curve.Params().Name, err)
+		return nil, kindErr(ErrNoPublicKey, "CKA_EC_POINT is not an uncompressed %s point: %v", curve.Params().Name, err)
 	}
 	return pub, nil
 }

@@ -78,7 +78,7 @@ func (k *Key) Sign(ctx context.Context, req signer.SignRequest) ([]byte, error) 
 		return nil, err
 	}
 	if err := signer.VerifySignature(k.pub, req, sig); err != nil {
-		return nil, fmt.Errorf("%w: the signature made by key %q on token %q does not verify against its public key; the token's public key object does not belong to the private key", err, k.lbl, k.tok.label)
+		return nil, fmt.Errorf("the signature made by key %q on token %q does not verify against its public key (%w); the token's public key object does not belong to the private key", k.lbl, k.tok.label, err)
 	}
 	return sig, nil
 }
@@ -172,13 +172,13 @@ func (t *token) newKey(sh pkcs11.SessionHandle, o object) (*Key, error) {
 	}
 	kt, err := signer.TypeOf(pub)
 	if err != nil {
-		return nil, fmt.Errorf("%w: key %s on token %q: %w", ErrWrongKeyType, o, t.label, err)
+		return nil, kindErr(ErrWrongKeyType, "key %s on token %q: %w", o, t.label, err)
 	}
 	if !boolAttr(t.attr(sh, o.h, pkcs11.CKA_SIGN)) {
-		return nil, fmt.Errorf("%w: key %s on token %q may not sign (CKA_SIGN is false); generate a signing key with mcusign keygen", ErrWrongKeyType, o, t.label)
+		return nil, kindErr(ErrWrongKeyType, "key %s on token %q may not sign (CKA_SIGN is false); generate a signing key with mcusign keygen", o, t.label)
 	}
 	if boolAttr(t.attr(sh, o.h, pkcs11.CKA_ALWAYS_AUTHENTICATE)) {
-		return nil, fmt.Errorf("%w: key %s on token %q wants the PIN again for every signature (CKA_ALWAYS_AUTHENTICATE), which mcusign does not support; use a key without it", ErrWrongKeyType, o, t.label)
+		return nil, kindErr(ErrWrongKeyType, "key %s on token %q wants the PIN again for every signature (CKA_ALWAYS_AUTHENTICATE), which mcusign does not support; use a key without it", o, t.label)
 	}
 	k := &Key{tok: t, priv: o.h, ktype: o.ktype, kt: kt, pub: pub, lbl: o.label, id: o.id}
 	if kt != signer.Ed25519 {
@@ -206,7 +206,7 @@ func (t *token) crypto11Key(o object, pub crypto.PublicKey) (crypto.Signer, erro
 		return nil, t.opError(fmt.Sprintf("finding key %s with crypto11", o), err)
 	}
 	if len(keys) != 1 {
-		return nil, fmt.Errorf("%w: %d private keys on token %q share the label and id of %s; give them distinct ids", ErrAmbiguousKey, len(keys), t.label, o)
+		return nil, kindErr(ErrAmbiguousKey, "%d private keys on token %q share the label and id of %s; give them distinct ids", len(keys), t.label, o)
 	}
 	return c11Signer{PrivateKey: keys[0], pub: pub}, nil
 }
@@ -305,7 +305,7 @@ func PublicKey(ctx context.Context, uri string, opts Options) (crypto.PublicKey,
 			return err
 		}
 		if _, err := signer.TypeOf(pub); err != nil {
-			return fmt.Errorf("%w: key %s on token %q: %w", ErrWrongKeyType, o, t.label, err)
+			return kindErr(ErrWrongKeyType, "key %s on token %q: %w", o, t.label, err)
 		}
 		return nil
 	})

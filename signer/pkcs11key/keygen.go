@@ -41,7 +41,7 @@ func Generate(ctx context.Context, uri string, kt signer.KeyType, opts Options) 
 		_, h, err := t.p11().GenerateKeyPair(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}, pubT, privT)
 		if err != nil {
 			if isCode(err, pkcs11.CKR_MECHANISM_INVALID) {
-				return fmt.Errorf("%w: token %q cannot generate %s keys (mechanism 0x%x not supported); pick another key type", ErrWrongKeyType, t.label, kt, mech)
+				return kindErr(ErrWrongKeyType, "token %q cannot generate %s keys (mechanism 0x%x not supported); pick another key type", t.label, kt, mech)
 			}
 			return t.opError(fmt.Sprintf("generating %s key %q", kt, label), err)
 		}
@@ -83,9 +83,9 @@ func genTemplates(kt signer.KeyType) (mech, ktype uint, pub, priv []*pkcs11.Attr
 		pub = []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, params)}
 		return ckmECEdwardsKeyPairGen, ckkECEdwards, pub, nil, nil
 	case signer.X25519:
-		return 0, 0, nil, nil, fmt.Errorf("%w: x25519 keys are for image encryption (-E), which needs no HSM; keygen in a token supports rsa-2048, rsa-3072, ecdsa-p256, ecdsa-p384, ed25519", ErrWrongKeyType)
+		return 0, 0, nil, nil, kindErr(ErrWrongKeyType, "x25519 keys are for image encryption (-E), which needs no HSM; keygen in a token supports rsa-2048, rsa-3072, ecdsa-p256, ecdsa-p384, ed25519")
 	}
-	return 0, 0, nil, nil, fmt.Errorf("%w: cannot generate key type %q in a token; use rsa-2048, rsa-3072, ecdsa-p256, ecdsa-p384 or ed25519", ErrWrongKeyType, kt)
+	return 0, 0, nil, nil, kindErr(ErrWrongKeyType, "cannot generate key type %q in a token; use rsa-2048, rsa-3072, ecdsa-p256, ecdsa-p384 or ed25519", kt)
 }
 
 func publicCommon(ktype uint, label string, id []byte) []*pkcs11.Attribute {
@@ -122,17 +122,17 @@ func privateCommon(ktype uint, label string, id []byte) []*pkcs11.Attribute {
 // already uses its label or id; it returns the label and the id to use.
 func (t *token) newKeyNames(sh pkcs11.SessionHandle, u *URI) (string, []byte, error) {
 	if u.Type != "" && u.Type != "private" {
-		return "", nil, fmt.Errorf("%w: type=%s cannot name a new key pair; drop type= from the URI", ErrBadURI, u.Type)
+		return "", nil, badURI("type=%s cannot name a new key pair; drop type= from the URI", u.Type)
 	}
 	if u.Object == "" {
-		return "", nil, fmt.Errorf("%w: a new key needs a label; add object=<label> to the URI", ErrBadURI)
+		return "", nil, badURI("a new key needs a label; add object=<label> to the URI")
 	}
 	hs, err := t.find(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, u.Object)})
 	if err != nil {
 		return "", nil, err
 	}
 	if len(hs) > 0 {
-		return "", nil, fmt.Errorf("%w: token %q already holds %d object(s) labelled %q; choose another object= label (mcusign never replaces keys)", ErrKeyExists, t.label, len(hs), u.Object)
+		return "", nil, kindErr(ErrKeyExists, "token %q already holds %d object(s) labelled %q; choose another object= label (mcusign never replaces keys)", t.label, len(hs), u.Object)
 	}
 	id := u.ID
 	if len(id) > 0 {
@@ -142,7 +142,7 @@ func (t *token) newKeyNames(sh pkcs11.SessionHandle, u *URI) (string, []byte, er
 				return "", nil, err
 			}
 			if len(objs) > 0 {
-				return "", nil, fmt.Errorf("%w: token %q already has key %s with this id; choose another id= or leave it out for a random one", ErrKeyExists, t.label, objs[0])
+				return "", nil, kindErr(ErrKeyExists, "token %q already has key %s with this id; choose another id= or leave it out for a random one", t.label, objs[0])
 			}
 		}
 	} else {
@@ -161,14 +161,14 @@ func (t *token) newKeyNames(sh pkcs11.SessionHandle, u *URI) (string, []byte, er
 func Import(ctx context.Context, uri string, priv crypto.PrivateKey, opts Options) (*Key, error) {
 	s, ok := priv.(crypto.Signer)
 	if !ok {
-		return nil, fmt.Errorf("%w: cannot import a %T; import an RSA, ECDSA or Ed25519 private key", ErrWrongKeyType, priv)
+		return nil, kindErr(ErrWrongKeyType, "cannot import a %T; import an RSA, ECDSA or Ed25519 private key", priv)
 	}
 	kt, err := signer.TypeOf(s.Public())
 	if err != nil || !kt.CanSign() {
 		if err == nil {
 			err = fmt.Errorf("%s keys cannot sign", kt)
 		}
-		return nil, fmt.Errorf("%w: %w", ErrWrongKeyType, err)
+		return nil, kindErr(ErrWrongKeyType, "cannot import this key: %w", err)
 	}
 	ktype, pubT, privT, err := importTemplates(priv)
 	if err != nil {
@@ -202,7 +202,7 @@ func importTemplates(priv crypto.PrivateKey) (ktype uint, pub, prv []*pkcs11.Att
 	switch k := priv.(type) {
 	case *rsa.PrivateKey:
 		if len(k.Primes) != 2 {
-			return 0, nil, nil, fmt.Errorf("%w: multi-prime RSA keys cannot be imported", ErrWrongKeyType)
+			return 0, nil, nil, kindErr(ErrWrongKeyType, "multi-prime RSA keys cannot be imported")
 		}
 		k.Precompute()
 		e := big.NewInt(int64(k.E)).Bytes()
@@ -227,11 +227,11 @@ func importTemplates(priv crypto.PrivateKey) (ktype uint, pub, prv []*pkcs11.Att
 		params, _ := asn1.Marshal(oid)
 		d, err := k.Bytes()
 		if err != nil {
-			return 0, nil, nil, fmt.Errorf("%w: %v", ErrWrongKeyType, err)
+			return 0, nil, nil, kindErr(ErrWrongKeyType, "cannot import this key: %v", err)
 		}
 		point, err := k.PublicKey.Bytes()
 		if err != nil {
-			return 0, nil, nil, fmt.Errorf("%w: %v", ErrWrongKeyType, err)
+			return 0, nil, nil, kindErr(ErrWrongKeyType, "cannot import this key: %v", err)
 		}
 		ecPoint, _ := asn1.Marshal(point)
 		pub = []*pkcs11.Attribute{
@@ -259,7 +259,7 @@ func importTemplates(priv crypto.PrivateKey) (ktype uint, pub, prv []*pkcs11.Att
 	case *ed25519.PrivateKey:
 		return importTemplates(*k)
 	}
-	return 0, nil, nil, fmt.Errorf("%w: cannot import a %T; import an RSA, ECDSA or Ed25519 private key", ErrWrongKeyType, priv)
+	return 0, nil, nil, kindErr(ErrWrongKeyType, "cannot import a %T; import an RSA, ECDSA or Ed25519 private key", priv)
 }
 
 // ErrTokenExists means a token with the requested label already exists.
@@ -276,10 +276,10 @@ func InitToken(ctx context.Context, uri, soPIN, userPIN string) error {
 		return err
 	}
 	if u.Token == "" || len(u.Token) > 32 {
-		return fmt.Errorf("%w: a new token needs token=<label> of 1 to 32 bytes", ErrBadURI)
+		return badURI("a new token needs token=<label> of 1 to 32 bytes")
 	}
 	if soPIN == "" || userPIN == "" {
-		return fmt.Errorf("%w: a new token needs a non-empty SO PIN and user PIN", ErrNoPIN)
+		return kindErr(ErrNoPIN, "a new token needs a non-empty SO PIN and user PIN")
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -306,7 +306,7 @@ func InitToken(ctx context.Context, uri, soPIN, userPIN string) error {
 	}
 	slots, err := m.p11.GetSlotList(true)
 	if err != nil {
-		return fmt.Errorf("%w: listing the slots of PKCS#11 module %s: %v", ErrModule, m.path, err)
+		return kindErr(ErrModule, "listing the slots of PKCS#11 module %s: %v", m.path, err)
 	}
 	free, found := uint(0), false
 	for _, slot := range slots {
@@ -319,11 +319,11 @@ func InitToken(ctx context.Context, uri, soPIN, userPIN string) error {
 				free, found = slot, true
 			}
 		} else if ti.Label == u.Token {
-			return fmt.Errorf("%w: PKCS#11 module %s already has token %s; choose another label", ErrTokenExists, m.path, tokenDesc{slot, ti})
+			return kindErr(ErrTokenExists, "PKCS#11 module %s already has token %s; choose another label", m.path, tokenDesc{slot, ti})
 		}
 	}
 	if !found {
-		return fmt.Errorf("%w: PKCS#11 module %s has no free slot for a new token", ErrModule, m.path)
+		return kindErr(ErrModule, "PKCS#11 module %s has no free slot for a new token", m.path)
 	}
 	fail := func(op string, err error) error {
 		return fmt.Errorf("initialising token %q in slot %d: %s: %w", u.Token, free, op, err)

@@ -109,7 +109,7 @@ func modulePath(u *URI) (string, error) {
 	if path == "" {
 		path, from = os.Getenv(EnvModule), EnvModule
 		if path != "" && !filepath.IsAbs(path) {
-			return "", fmt.Errorf("%w: %s must be an absolute path to the PKCS#11 library, not %q", ErrModule, EnvModule, path)
+			return "", kindErr(ErrModule, "%s must be an absolute path to the PKCS#11 library, not %q", EnvModule, path)
 		}
 	}
 	if path == "" {
@@ -120,17 +120,17 @@ func modulePath(u *URI) (string, error) {
 			}
 		}
 		if path == "" {
-			return "", fmt.Errorf("%w: no module-path in the URI, %s is unset and SoftHSM2 is not installed (looked in %s); install softhsm2 or name the library with module-path=/path/to/pkcs11.so", ErrModule, EnvModule, strings.Join(DefaultModulePaths, ", "))
+			return "", kindErr(ErrModule, "no module-path in the URI, %s is unset and SoftHSM2 is not installed (looked in %s); install softhsm2 or name the library with module-path=/path/to/pkcs11.so", EnvModule, strings.Join(DefaultModulePaths, ", "))
 		}
 	}
 	st, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return "", fmt.Errorf("%w: PKCS#11 module %s (from %s) does not exist; fix the path or install the library (SoftHSM2: apt install softhsm2)", ErrModule, path, from)
+		return "", kindErr(ErrModule, "PKCS#11 module %s (from %s) does not exist; fix the path or install the library (SoftHSM2: apt install softhsm2)", path, from)
 	case err != nil:
-		return "", fmt.Errorf("%w: PKCS#11 module %s (from %s): %v", ErrModule, path, from, err)
+		return "", kindErr(ErrModule, "PKCS#11 module %s (from %s): %v", path, from, err)
 	case st.IsDir():
-		return "", fmt.Errorf("%w: PKCS#11 module %s (from %s) is a directory; give the path of the library's .so file", ErrModule, path, from)
+		return "", kindErr(ErrModule, "PKCS#11 module %s (from %s) is a directory; give the path of the library's .so file", path, from)
 	}
 	// Two paths to one library (Debian's /usr/lib/softhsm is a symlink)
 	// share one C_Initialize, so they must share one registry entry.
@@ -148,7 +148,7 @@ func loadModule(path string) (*module, error) {
 	}
 	p := pkcs11.New(path)
 	if p == nil {
-		return nil, fmt.Errorf("%w: PKCS#11 module %s could not be loaded: it is not a shared library for this system, or a library it depends on is missing; point module-path at the token vendor's PKCS#11 .so", ErrModule, path)
+		return nil, kindErr(ErrModule, "PKCS#11 module %s could not be loaded: it is not a shared library for this system, or a library it depends on is missing; point module-path at the token vendor's PKCS#11 .so", path)
 	}
 	m := &module{path: path, p11: p, tokens: map[uint]*token{}}
 	registry.modules[path] = m
@@ -226,7 +226,7 @@ func (m *module) initError(err error) error {
 		}
 		hint = fmt.Sprintf("check that SOFTHSM2_CONF (%s) names a readable config whose directories.tokendir exists and is writable", conf)
 	}
-	return fmt.Errorf("%w: PKCS#11 module %s failed to initialise (%v); %s", ErrModule, m.path, err, hint)
+	return kindErr(ErrModule, "PKCS#11 module %s failed to initialise (%v); %s", m.path, err, hint)
 }
 
 func (m *module) configure(slot uint, ti pkcs11.TokenInfo) (*crypto11.Context, error) {
@@ -246,9 +246,9 @@ func (m *module) configure(slot uint, ti pkcs11.TokenInfo) (*crypto11.Context, e
 	c11, err := crypto11.Configure(cfg)
 	if err != nil {
 		if isCode(err, pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
-			return nil, fmt.Errorf("%w: PKCS#11 module %s was initialised by other code in this process, which crypto11 cannot share; open PKCS#11 keys only through package pkcs11key", ErrModule, m.path)
+			return nil, kindErr(ErrModule, "PKCS#11 module %s was initialised by other code in this process, which crypto11 cannot share; open PKCS#11 keys only through package pkcs11key", m.path)
 		}
-		return nil, fmt.Errorf("%w: opening token %q with crypto11: %v", ErrModule, ti.Label, err)
+		return nil, kindErr(ErrModule, "opening token %q with crypto11: %v", ti.Label, err)
 	}
 	return c11, nil
 }
@@ -269,13 +269,20 @@ type tokenDesc struct {
 }
 
 func (d tokenDesc) String() string {
-	return fmt.Sprintf("%q (serial %s, slot %d)", d.info.Label, d.info.SerialNumber, d.slot)
+	return fmt.Sprintf("%q (serial %s)", d.info.Label, d.info.SerialNumber)
 }
 
+// listDescs names tokens for messages; a module with many tokens (a network
+// HSM's partitions) gets a bounded line.
 func listDescs(ds []tokenDesc) string {
-	s := make([]string, len(ds))
+	const max = 10
+	var s []string
 	for i, d := range ds {
-		s[i] = d.String()
+		if i == max {
+			s = append(s, fmt.Sprintf("and %d more", len(ds)-max))
+			break
+		}
+		s = append(s, d.String())
 	}
 	return strings.Join(s, ", ")
 }
@@ -287,7 +294,7 @@ func (m *module) findToken(u *URI) (uint, pkcs11.TokenInfo, error) {
 	}
 	slots, err := m.p11.GetSlotList(true)
 	if err != nil {
-		return 0, pkcs11.TokenInfo{}, fmt.Errorf("%w: listing the slots of PKCS#11 module %s: %v", ErrModule, m.path, err)
+		return 0, pkcs11.TokenInfo{}, kindErr(ErrModule, "listing the slots of PKCS#11 module %s: %v", m.path, err)
 	}
 	var all, matches []tokenDesc
 	for _, slot := range slots {
@@ -305,13 +312,13 @@ func (m *module) findToken(u *URI) (uint, pkcs11.TokenInfo, error) {
 	case len(matches) == 1:
 		return matches[0].slot, matches[0].info, nil
 	case len(all) == 0:
-		return 0, pkcs11.TokenInfo{}, fmt.Errorf("%w: PKCS#11 module %s has no initialised token; create one (development: scripts/dev-token.sh, SoftHSM2: softhsm2-util --init-token --free --label <label>)", ErrTokenNotFound, m.path)
+		return 0, pkcs11.TokenInfo{}, kindErr(ErrTokenNotFound, "PKCS#11 module %s has no initialised token; create one (development: scripts/dev-token.sh, SoftHSM2: softhsm2-util --init-token --free --label <label>)", m.path)
 	case len(matches) == 0:
-		return 0, pkcs11.TokenInfo{}, fmt.Errorf("%w: no token matches %s in PKCS#11 module %s; available tokens: %s", ErrTokenNotFound, u.tokenSelector(), m.path, listDescs(all))
+		return 0, pkcs11.TokenInfo{}, kindErr(ErrTokenNotFound, "no token matches %s in PKCS#11 module %s; available tokens: %s", u.tokenSelector(), m.path, listDescs(all))
 	case !u.selectsToken():
-		return 0, pkcs11.TokenInfo{}, fmt.Errorf("%w: the URI names no token and PKCS#11 module %s holds %d: %s; add token=<label> to the URI", ErrTokenNotFound, m.path, len(all), listDescs(all))
+		return 0, pkcs11.TokenInfo{}, kindErr(ErrTokenNotFound, "the URI names no token and PKCS#11 module %s holds %d: %s; add token=<label> to the URI", m.path, len(all), listDescs(all))
 	default:
-		return 0, pkcs11.TokenInfo{}, fmt.Errorf("%w: %s matches %d tokens in PKCS#11 module %s: %s; add serial=<serial> to the URI to pick one", ErrTokenNotFound, u.tokenSelector(), len(matches), m.path, listDescs(matches))
+		return 0, pkcs11.TokenInfo{}, kindErr(ErrTokenNotFound, "%s matches %d tokens in PKCS#11 module %s: %s; add serial=<serial> to the URI to pick one", u.tokenSelector(), len(matches), m.path, listDescs(matches))
 	}
 }
 
@@ -338,7 +345,7 @@ func (m *module) matchLibrary(u *URI) error {
 	}
 	info, err := m.p11.GetInfo()
 	if err != nil {
-		return fmt.Errorf("%w: reading the library information of PKCS#11 module %s: %v", ErrModule, m.path, err)
+		return kindErr(ErrModule, "reading the library information of PKCS#11 module %s: %v", m.path, err)
 	}
 	ok := (u.LibraryManufacturer == "" || u.LibraryManufacturer == info.ManufacturerID) &&
 		(u.LibraryDescription == "" || u.LibraryDescription == info.LibraryDescription)
@@ -347,7 +354,7 @@ func (m *module) matchLibrary(u *URI) error {
 		ok = ok && maj == info.LibraryVersion.Major && min == info.LibraryVersion.Minor
 	}
 	if !ok {
-		return fmt.Errorf("%w: PKCS#11 module %s is %q by %q version %d.%d, which does not match the library-* attributes of the URI; fix or drop them", ErrTokenNotFound, m.path, info.LibraryDescription, info.ManufacturerID, info.LibraryVersion.Major, info.LibraryVersion.Minor)
+		return kindErr(ErrTokenNotFound, "PKCS#11 module %s is %q by %q version %d.%d, which does not match the library-* attributes of the URI; fix or drop them", m.path, info.LibraryDescription, info.ManufacturerID, info.LibraryVersion.Major, info.LibraryVersion.Minor)
 	}
 	return nil
 }
@@ -455,7 +462,7 @@ func (t *token) login(ctx context.Context, u *URI, opts Options) error {
 		return loginError(t.label, pkcs11.Error(pkcs11.CKR_PIN_LOCKED))
 	}
 	if ti.Flags&pkcs11.CKF_USER_PIN_INITIALIZED == 0 {
-		return fmt.Errorf("%w: token %q has no user PIN yet; set one with the SO PIN first (e.g. pkcs11-tool --init-pin)", ErrLogin, t.label)
+		return kindErr(ErrLogin, "token %q has no user PIN yet; set one with the SO PIN first (e.g. pkcs11-tool --init-pin)", t.label)
 	}
 	var pin secret
 	if ti.Flags&pkcs11.CKF_PROTECTED_AUTHENTICATION_PATH == 0 { // else the PIN pad asks
@@ -463,7 +470,7 @@ func (t *token) login(ctx context.Context, u *URI, opts Options) error {
 			return err
 		}
 		if t.rejected[pinMAC(pin)] {
-			return fmt.Errorf("%w: token %q already rejected this PIN in this process; mcusign does not send it again, so the token is not locked by retries; fix the PIN source", ErrWrongPIN, t.label)
+			return kindErr(ErrWrongPIN, "token %q already rejected this PIN in this process; mcusign does not send it again, so the token is not locked by retries; fix the PIN source", t.label)
 		}
 	}
 	sh, err := t.openSession()
@@ -491,21 +498,21 @@ func loginError(label string, err error) error {
 	errors.As(err, &code)
 	switch code {
 	case pkcs11.CKR_PIN_INCORRECT:
-		return fmt.Errorf("%w for token %q (this attempt counts towards the token's lockout and is not retried); check the PIN file or MCUSIGN_PIN_FILE", ErrWrongPIN, label)
+		return kindErr(ErrWrongPIN, "wrong PIN for token %q (this attempt counts towards the token's lockout and is not retried); check the PIN file or MCUSIGN_PIN_FILE", label)
 	case pkcs11.CKR_PIN_LOCKED:
-		return fmt.Errorf("%w: the user PIN of token %q is locked after too many wrong attempts; unlock it with the SO PIN (e.g. pkcs11-tool --init-pin --login --login-type so) and try again", ErrPINLocked, label)
+		return kindErr(ErrPINLocked, "the user PIN of token %q is locked after too many wrong attempts; unlock it with the SO PIN (e.g. pkcs11-tool --init-pin --login --login-type so) and try again", label)
 	case pkcs11.CKR_PIN_LEN_RANGE:
-		return fmt.Errorf("%w for token %q: the PIN has a length the token does not accept; check for stray characters in the PIN file", ErrWrongPIN, label)
+		return kindErr(ErrWrongPIN, "wrong PIN for token %q: the token does not accept a PIN of this length; check for stray characters in the PIN file", label)
 	case pkcs11.CKR_PIN_EXPIRED:
-		return fmt.Errorf("%w: the PIN of token %q has expired; change it with the token's tools (e.g. pkcs11-tool --change-pin)", ErrLogin, label)
+		return kindErr(ErrLogin, "the PIN of token %q has expired; change it with the token's tools (e.g. pkcs11-tool --change-pin)", label)
 	case pkcs11.CKR_TOKEN_NOT_PRESENT, pkcs11.CKR_DEVICE_REMOVED:
 		return notPresent(label, "logging in")
 	}
-	return fmt.Errorf("%w: logging in to token %q: %v", ErrLogin, label, err)
+	return kindErr(ErrLogin, "logging in to token %q: %v", label, err)
 }
 
 func notPresent(label, op string) error {
-	return fmt.Errorf("%w: token %q went away while %s; reconnect the token (or check the HSM's network link) and retry", ErrTokenNotPresent, label, op)
+	return kindErr(ErrTokenNotPresent, "token %q went away while %s; reconnect the token (or check the HSM's network link) and retry", label, op)
 }
 
 // opError gives a PKCS#11 failure during op its token context and a hint.
@@ -518,7 +525,7 @@ func (t *token) opError(op string, err error) error {
 	case pkcs11.CKR_TOKEN_NOT_PRESENT, pkcs11.CKR_DEVICE_REMOVED:
 		return notPresent(t.label, op)
 	case pkcs11.CKR_USER_NOT_LOGGED_IN:
-		return fmt.Errorf("%w: token %q is no longer logged in while %s (was it reset or reconnected?); run the command again", ErrLogin, t.label, op)
+		return kindErr(ErrLogin, "token %q is no longer logged in while %s (was it reset or reconnected?); run the command again", t.label, op)
 	case pkcs11.CKR_DEVICE_ERROR, pkcs11.CKR_DEVICE_MEMORY, pkcs11.CKR_GENERAL_ERROR:
 		return fmt.Errorf("token %q failed while %s (%v); check the HSM's health and logs", t.label, op, err)
 	}
@@ -528,4 +535,18 @@ func (t *token) opError(op string, err error) error {
 func isCode(err error, code pkcs11.Error) bool {
 	var e pkcs11.Error
 	return errors.As(err, &e) && e == code
+}
+
+// kindError is an error of one of the sentinel kinds above whose message
+// does not repeat the sentinel's text.
+type kindError struct {
+	kind error
+	err  error
+}
+
+func (e *kindError) Error() string   { return e.err.Error() }
+func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
+
+func kindErr(kind error, format string, args ...any) error {
+	return &kindError{kind: kind, err: fmt.Errorf(format, args...)}
 }

@@ -47,11 +47,11 @@ func resolvePIN(ctx context.Context, u *URI, token string, prompt func(context.C
 			return "", fmt.Errorf("reading the PIN for token %q: %w", token, err)
 		}
 		if p == "" {
-			return "", fmt.Errorf("%w: an empty PIN was entered for token %q", ErrNoPIN, token)
+			return "", kindErr(ErrNoPIN, "an empty PIN was entered for token %q", token)
 		}
 		return secret(p), nil
 	}
-	return "", fmt.Errorf("%w for token %q: add pin-source=/path/to/pinfile to the URI, set %s to a PIN file, or run on a terminal to be prompted", ErrNoPIN, token, EnvPINFile)
+	return "", kindErr(ErrNoPIN, "no PIN for token %q: add pin-source=/path/to/pinfile to the URI, set %s to a PIN file, or run on a terminal to be prompted", token, EnvPINFile)
 }
 
 // readPINSource reads a PIN file named by a path or a file: URI and strips
@@ -81,7 +81,7 @@ func readPINSource(src, from string) (secret, error) {
 		pin = strings.TrimSuffix(pin, "\n")
 	}
 	if pin == "" {
-		return "", fmt.Errorf("%w: the PIN file %s given by %s is empty", ErrNoPIN, path, from)
+		return "", kindErr(ErrNoPIN, "the PIN file %s given by %s is empty", path, from)
 	}
 	return secret(pin), nil
 }

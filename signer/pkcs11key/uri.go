@@ -81,7 +81,7 @@ var attrKinds = map[string]attrKind{
 }
 
 func badURI(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrBadURI}, args...)...)
+	return kindErr(ErrBadURI, "invalid PKCS#11 URI: "+format, args...)
 }
 
 // ParseURI parses a PKCS#11 URI strictly: unknown or repeated attributes,
