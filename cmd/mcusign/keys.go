@@ -208,7 +208,7 @@ func (e *env) newPassword() ([]byte, error) {
 }
 
 // keyinfoHook lets the PKCS#11 backend describe token keys.
-var keyinfoHook func(e *env, ref string) (handled bool, err error)
+var keyinfoHook func(e *env, ref, require string) (handled bool, err error)
 
 func newKeyinfoCmd(e *env) *cobra.Command {
 	var key string
@@ -222,8 +222,8 @@ differs, so a build can check it. For a pkcs11: URI it prints the key's type,
 label, id and protection attributes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if keyinfoHook != nil && require.value == "" {
-				if handled, err := keyinfoHook(e, key); handled {
+			if keyinfoHook != nil {
+				if handled, err := keyinfoHook(e, key, require.value); handled {
 					return err
 				}
 			}

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log"
 	"os"
@@ -148,11 +149,30 @@ func loadModule(path string) (*module, error) {
 	}
 	p := pkcs11.New(path)
 	if p == nil {
-		return nil, kindErr(ErrModule, "PKCS#11 module %s could not be loaded: it is not a shared library for this system, or a library it depends on is missing; point module-path at the token vendor's PKCS#11 .so", path)
+		return nil, kindErr(ErrModule, "PKCS#11 module %s could not be loaded: %s; point module-path at the token vendor's PKCS#11 library", path, whyNotLoadable(path))
 	}
 	m := &module{path: path, p11: p, tokens: map[uint]*token{}}
 	registry.modules[path] = m
 	return m, nil
+}
+
+// whyNotLoadable guesses why dlopen or C_GetFunctionList failed; miekg
+// reports neither.
+func whyNotLoadable(path string) string {
+	head := make([]byte, 4)
+	f, err := os.Open(path)
+	if err == nil {
+		_, err = io.ReadFull(f, head)
+		f.Close()
+	}
+	if err != nil {
+		return fmt.Sprintf("it cannot be read (%v)", err)
+	}
+	switch string(head) {
+	case "\x7fELF", "\xfe\xed\xfa\xce", "\xfe\xed\xfa\xcf", "\xce\xfa\xed\xfe", "\xcf\xfa\xed\xfe", "\xca\xfe\xba\xbe":
+		return "it is a shared library but not a PKCS#11 module for this system (no C_GetFunctionList, another CPU architecture, or a library it needs is missing)"
+	}
+	return "it is not a shared library"
 }
 
 // openToken loads the module, brings it up if needed and finds the token

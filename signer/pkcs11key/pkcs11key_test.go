@@ -647,8 +647,18 @@ func TestModuleErrors(t *testing.T) {
 	notLib := filepath.Join(t.TempDir(), "libfake.so")
 	require.NoError(t, os.WriteFile(notLib, []byte("this is not an ELF file\n"), 0o644))
 	_, err = pkcs11key.Open(ctx, "pkcs11:token=x;object=k?module-path="+notLib+"&pin-source=/dev/null", pkcs11key.Options{})
-	requireErr(t, err, "PKCS#11 module "+notLib+" could not be loaded", "not a shared library", "module-path")
+	requireErr(t, err, "PKCS#11 module "+notLib+" could not be loaded: it is not a shared library; point module-path at")
 	require.ErrorIs(t, err, pkcs11key.ErrModule)
+
+	// A real shared library that is no PKCS#11 module.
+	for _, libc := range []string{"/lib/x86_64-linux-gnu/libc.so.6", "/lib/aarch64-linux-gnu/libc.so.6", "/lib64/libc.so.6", "/usr/lib/libc.so.6"} {
+		if _, err := os.Stat(libc); err != nil {
+			continue
+		}
+		_, err = pkcs11key.Open(ctx, "pkcs11:token=x;object=k?module-path="+libc, pkcs11key.Options{})
+		requireErr(t, err, "could not be loaded: it is a shared library but not a PKCS#11 module")
+		break
+	}
 
 	_, err = pkcs11key.Open(ctx, "pkcs11:token=x;object=k?module-path="+t.TempDir(), pkcs11key.Options{})
 	requireErr(t, err, "is a directory")

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"golang.org/x/term"
+
+	"github.com/mcusign/mcusign/signer"
+	"github.com/mcusign/mcusign/signer/pkcs11key"
+)
+
+// PKCS#11 keys plug into the commands through their hooks.
+func init() {
+	openKeyHook = openPKCS11Key
+	keygenHook = generatePKCS11Key
+	keyinfoHook = describePKCS11Key
+}
+
+func (e *env) pkcs11Options() pkcs11key.Options {
+	return pkcs11key.Options{
+		Prompt: e.promptPIN,
+		Warn:   func(msg string) { fmt.Fprintf(e.stderr, "mcusign: warning: %s\n", msg) },
+	}
+}
+
+// promptPIN asks for the token PIN on the terminal; without one there is no
+// way to ask, and pkcs11key says how to supply the PIN instead.
+func (e *env) promptPIN(_ context.Context, prompt string) (string, error) {
+	f, ok := e.stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return "", pkcs11key.ErrNoPIN
+	}
+	fmt.Fprint(e.stderr, prompt)
+	pin, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(e.stderr)
+	return string(pin), err
+}
+
+func openPKCS11Key(e *env, ref string, needPrivate bool) (*keyRef, bool, error) {
+	if !pkcs11key.IsURI(ref) {
+		return nil, false, nil
+	}
+	ctx := context.Background()
+	if needPrivate {
+		k, err := pkcs11key.Open(ctx, ref, e.pkcs11Options())
+		if err != nil {
+			return nil, true, err
+		}
+		return &keyRef{name: ref, typ: k.Type(), pub: k.Public(), signer: k}, true, nil
+	}
+	pub, err := pkcs11key.PublicKey(ctx, ref, e.pkcs11Options())
+	if err != nil {
+		return nil, true, err
+	}
+	t, err := signer.TypeOf(pub)
+	if err != nil {
+		return nil, true, err
+	}
+	return &keyRef{name: ref, typ: t, pub: pub}, true, nil
+}
+
+func generatePKCS11Key(e *env, ref string, t signer.KeyType) (bool, error) {
+	if !pkcs11key.IsURI(ref) {
+		return false, nil
+	}
+	if !t.CanSign() {
+		return true, usagef("%s keys are for encryption and are not generated in tokens; generate a signing key (ed25519, ecdsa-p256, ...)", t)
+	}
+	k, err := pkcs11key.Generate(context.Background(), ref, t, e.pkcs11Options())
+	if err != nil {
+		return true, err
+	}
+	fmt.Fprintf(e.stdout, "generated %s key %q in token %q: %s\n", k.Type(), k.Label(), k.Token(), k.URI())
+	return true, nil
+}
+
+func describePKCS11Key(e *env, ref, require string) (bool, error) {
+	if !pkcs11key.IsURI(ref) {
+		return false, nil
+	}
+	info, err := pkcs11key.Info(context.Background(), ref, e.pkcs11Options())
+	if err != nil {
+		return true, err
+	}
+	kind := "public"
+	if info.HasPrivate {
+		kind = "private"
+	}
+	w := e.stdout
+	fmt.Fprintln(w, kind)
+	fmt.Fprintf(w, "type:              %s\n", info.Type)
+	fmt.Fprintf(w, "label:             %s\n", info.Label)
+	fmt.Fprintf(w, "id:                %s\n", info.IDHex())
+	fmt.Fprintf(w, "token:             %s (serial %s)\n", info.Token, info.Serial)
+	fmt.Fprintf(w, "uri:               %s\n", info.URI)
+	if info.HasPrivate {
+		fmt.Fprintf(w, "sensitive:         %t\n", info.Sensitive)
+		fmt.Fprintf(w, "extractable:       %t\n", info.Extractable)
+		fmt.Fprintf(w, "always-sensitive:  %t\n", info.AlwaysSensitive)
+		fmt.Fprintf(w, "never-extractable: %t\n", info.NeverExtractable)
+		fmt.Fprintf(w, "local:             %t\n", info.Local)
+		fmt.Fprintf(w, "can sign:          %t\n", info.Sign)
+	}
+	fmt.Fprintf(w, "public key object: %t\n", info.HasPublicObject)
+	if require != "" && kind != require {
+		return true, usagef("key %s is %s, but %s was required", ref, kind, require)
+	}
+	return true, nil
+}
+
