@@ -19,19 +19,20 @@ func init() {
 }
 
 func (e *env) pkcs11Options() pkcs11key.Options {
-	return pkcs11key.Options{
-		Prompt: e.promptPIN,
-		Warn:   func(msg string) { fmt.Fprintf(e.stderr, "mcusign: warning: %s\n", msg) },
+	o := pkcs11key.Options{
+		Warn: func(msg string) { fmt.Fprintf(e.stderr, "mcusign: warning: %s\n", msg) },
 	}
+	// Without a terminal there is no one to ask; pkcs11key then says how
+	// to supply the PIN instead.
+	if f, ok := e.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		o.Prompt = e.promptPIN
+	}
+	return o
 }
 
-// promptPIN asks for the token PIN on the terminal; without one there is no
-// way to ask, and pkcs11key says how to supply the PIN instead.
+// promptPIN asks for the token PIN on the terminal, without echo.
 func (e *env) promptPIN(_ context.Context, prompt string) (string, error) {
-	f, ok := e.stdin.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return "", pkcs11key.ErrNoPIN
-	}
+	f := e.stdin.(*os.File)
 	fmt.Fprint(e.stderr, prompt)
 	pin, err := term.ReadPassword(int(f.Fd()))
 	fmt.Fprintln(e.stderr)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mcusign/mcusign/signer"
 	"github.com/mcusign/mcusign/signer/filekey"
+	"github.com/mcusign/mcusign/signer/pkcs11key/p11test"
 )
 
 const vectorsDir = "../../testdata/vectors"
@@ -32,7 +33,7 @@ func TestMain(m *testing.M) {
 	if out, err := exec.Command("go", "build", "-o", mcusignBin, ".").CombinedOutput(); err != nil {
 		panic("go build: " + string(out))
 	}
-	code := m.Run()
+	code := p11test.Main(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -114,12 +115,15 @@ func TestImgtoolVectors(t *testing.T) {
 				t.Skip("not implemented yet: " + why)
 			}
 			t.Parallel()
-			runVector(t, c)
+			runVector(t, c, nil)
 		})
 	}
 }
 
-func runVector(t *testing.T, c vectorCmd) {
+// runVector runs c's argv with mcusign in a fresh directory holding the
+// inputs it names. subst replaces argv words (key paths by pkcs11: URIs);
+// the checks still use the original argv. It returns stdout and stderr.
+func runVector(t *testing.T, c vectorCmd, subst map[string]string) (string, string) {
 	work := t.TempDir()
 	outs := outputsOf(c.Argv)
 	isOut := map[string]bool{}
@@ -139,7 +143,13 @@ func runVector(t *testing.T, c vectorCmd) {
 		}
 	}
 
-	cmd := exec.Command(mcusignBin, c.Argv[1:]...)
+	argv := append([]string(nil), c.Argv[1:]...)
+	for i, a := range argv {
+		if r, ok := subst[a]; ok {
+			argv[i] = r
+		}
+	}
+	cmd := exec.Command(mcusignBin, argv...)
 	cmd.Dir = work
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -158,7 +168,7 @@ func runVector(t *testing.T, c vectorCmd) {
 			assert.NoFileExists(t, filepath.Join(work, o), "failed command left an output behind")
 		}
 		assertNoTempFiles(t, work)
-		return
+		return stdout.String(), stderr.String()
 	}
 	require.Zero(t, rc, "imgtool succeeded but mcusign failed:\n%s", stderr.String())
 	assertNoTempFiles(t, work)
@@ -179,6 +189,7 @@ func runVector(t *testing.T, c vectorCmd) {
 		require.NoError(t, err)
 		require.Equal(t, string(want), stdout.String())
 	}
+	return stdout.String(), stderr.String()
 }
 
 func producesStdout(argv []string) bool {
