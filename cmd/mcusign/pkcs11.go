@@ -110,4 +110,3 @@ func describePKCS11Key(e *env, ref, require string) (bool, error) {
 	}
 	return true, nil
 }
-
