@@ -26,6 +26,14 @@ type signFlags struct {
 	padHeader, pad, confirm, test, overwriteOnly       bool
 	pure, nonBootable, clear, saveEnctlv, padSig       bool
 	customTLV, customTLVFile                           []string
+	buildDir                                           string
+}
+
+// signJob is one image to sign; a build directory may yield several
+// (binary and HEX, confirmed variants).
+type signJob struct {
+	flags           *signFlags
+	infile, outfile string
 }
 
 func newSignCmd(e *env, name string) *cobra.Command {
@@ -65,11 +73,29 @@ refused, and no output file is left behind on any error.`,
   # External signing: export the digest, sign it elsewhere, insert it:
   mcusign sign -v 1.0.0 -H 0x200 -S 0x32000 --pad-header --vector-to-sign digest app.bin digest.bin
   mcusign sign -v 1.0.0 -H 0x200 -S 0x32000 --pad-header --fix-sig sig.b64 --fix-sig-pubkey pub.pem app.bin app.signed.bin`,
-		Args: cobra.ExactArgs(2),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if f.buildDir != "" {
+				return cobra.RangeArgs(0, 2)(cmd, args)
+			}
+			return cobra.ExactArgs(2)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return e.sign(cmd, f, args[0], args[1])
+			if f.buildDir == "" {
+				return e.sign(cmd, f, args[0], args[1])
+			}
+			jobs, err := e.buildDirJobs(cmd, f, args)
+			if err != nil {
+				return err
+			}
+			for _, j := range jobs {
+				if err := e.sign(cmd, j.flags, j.infile, j.outfile); err != nil {
+					return err
+				}
+			}
+			return nil
 		},
 	}
+	cmd.Flags().StringVar(&f.buildDir, "build-dir", "", "Zephyr/NCS build directory: infer version, header and slot size, alignment, key, inputs and outputs from it (explicit flags win)")
 	fl := cmd.Flags()
 	fl.StringVarP(&f.key, "key", "k", "", "signing key: PEM file or pkcs11: URI (omit for an unsigned image)")
 	fl.StringVarP(&f.version, "version", "v", "", "image version maj.min.rev+build, e.g. 1.2.3+4 (required)")
