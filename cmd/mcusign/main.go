@@ -96,6 +96,10 @@ Examples:
 		newKeygenCmd(e),
 		newKeyinfoCmd(e),
 		newVersionCmd(e),
+		newGetprivCmd(e),
+		newDoctorCmd(e),
+		newStatusCmd(e),
+		newAuditCmd(e),
 	)
 	for _, c := range root.Commands() {
 		c.Flags().SortFlags = false
