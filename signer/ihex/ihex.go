@@ -7,8 +7,9 @@
 // trailer pieces written with --pad) is not decided here.
 //
 // Read deliberately deviates from python-intelhex where that would accept a
-// broken or hostile file: a missing end-of-file record, data past 4 GiB and an
-// address span over MaxSpan are errors instead of being accepted.
+// broken or hostile file: a missing end-of-file record, a file without data,
+// data past 4 GiB and an address span over MaxSpan are errors instead of
+// being accepted.
 package ihex
 
 import (
@@ -95,7 +96,9 @@ func read(r io.Reader, maxSpan uint64) (*memory, error) {
 		if err != nil {
 			return nil, err
 		}
-		count, addr, typ, payload := int(rec[0]), uint64(rec[1])<<8|uint64(rec[2]), rec[3], rec[4:4+int(rec[0])]
+		count, typ := int(rec[0]), rec[3]
+		addr := uint64(rec[1])<<8 | uint64(rec[2])
+		payload := rec[4 : 4+count]
 		switch typ {
 		case recData:
 			// The address is not wrapped at a 64 KiB boundary: like
@@ -139,7 +142,7 @@ func read(r io.Reader, maxSpan uint64) (*memory, error) {
 		if errors.Is(err, bufio.ErrTooLong) {
 			return nil, errorf(line+1, "line longer than %d characters", maxLine)
 		}
-		return nil, errorf(0, "%v", err)
+		return nil, fmt.Errorf("intel hex: %w", err)
 	}
 	// python-intelhex accepts a file that just stops; a signing tool should
 	// not sign what may be a truncated firmware.
@@ -150,7 +153,7 @@ func read(r io.Reader, maxSpan uint64) (*memory, error) {
 // minimum size, byte count, type, checksum) and returns its bytes in buf.
 func decodeRecord(s, buf []byte, line int) ([]byte, error) {
 	if s[0] != ':' {
-		return nil, errorf(line, "record does not start with ':' (got %q)", rune(s[0]))
+		return nil, errorf(line, "record does not start with ':' (got %q)", s[:1])
 	}
 	h := s[1:]
 	if len(h)%2 != 0 {
@@ -160,11 +163,11 @@ func decodeRecord(s, buf []byte, line int) ([]byte, error) {
 		hi, ok1 := unhex(h[i])
 		lo, ok2 := unhex(h[i+1])
 		if !ok1 || !ok2 {
-			c := h[i]
+			c := h[i : i+1]
 			if ok1 {
-				c = h[i+1]
+				c = h[i+1 : i+2]
 			}
-			return nil, errorf(line, "invalid hex digit %q", rune(c))
+			return nil, errorf(line, "invalid hex digit %q", c)
 		}
 		buf = append(buf, hi<<4|lo)
 	}

@@ -3,6 +3,7 @@ package ihex
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -220,12 +221,12 @@ func TestReadErrors(t *testing.T) {
 	cases := []struct {
 		name, in, want string
 	}{
-		{"no colon", " :00000001FF\n", `intel hex line 1: record does not start with ':' (got ' ')`},
-		{"BOM", "\ufeff:00000001FF\n", `intel hex line 1: record does not start with ':' (got 'ï')`},
+		{"no colon", " :00000001FF\n", `intel hex line 1: record does not start with ':' (got " ")`},
+		{"BOM", "\ufeff:00000001FF\n", `intel hex line 1: record does not start with ':' (got "\xef")`},
 		{"odd hex", ":0100000044B\n" + eof, "intel hex line 1: odd number of hex digits (11)"},
-		{"bad hex digit", ":01000000G4BB\n" + eof, "intel hex line 1: invalid hex digit 'G'"},
+		{"bad hex digit", ":01000000G4BB\n" + eof, `intel hex line 1: invalid hex digit "G"`},
 		{"trailing space", ":0100000044BB \n" + eof, "intel hex line 1: odd number of hex digits (13)"},
-		{"trailing tab pair", ":0100000044BB\t\t\n" + eof, `intel hex line 1: invalid hex digit '\t'`},
+		{"trailing tab pair", ":0100000044BB\t\t\n" + eof, `intel hex line 1: invalid hex digit "\t"`},
 		{"too short", ":00000001\n", "intel hex line 1: record too short: 4 bytes, need at least 5"},
 		{"colon only", "\n:\n", "intel hex line 2: record too short: 0 bytes, need at least 5"},
 		{"count too big", ":0200000044BA\n" + eof, "intel hex line 1: byte count 2 does not match the record's 1 data bytes"},
@@ -331,4 +332,26 @@ func FuzzRead(f *testing.F) {
 		require.NoError(t, err)
 		require.Equal(t, m.runs(), m2.runs())
 	})
+}
+
+func BenchmarkRead(b *testing.B) {
+	data := make([]byte, 32<<20)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	var buf bytes.Buffer
+	require.NoError(b, Write(&buf, Segment{0x08000000, data}))
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		_, _, err := Read(bytes.NewReader(buf.Bytes()))
+		require.NoError(b, err)
+	}
+}
+
+func BenchmarkWrite(b *testing.B) {
+	data := make([]byte, 32<<20)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		require.NoError(b, Write(io.Discard, Segment{0x08000000, data}))
+	}
 }
