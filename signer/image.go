@@ -31,15 +31,21 @@ type Image struct {
 	// Bytes is the image: header, body, protected and unprotected TLVs.
 	// With Options.Vector it is the payload or digest to sign instead.
 	Bytes     []byte
-	Digest    []byte // hash of the signed region
+	Digest    []byte // hash of the signed region (of the plaintext when encrypted)
 	Signature []byte // nil when unsigned
 
-	opts Options
+	// Compression reports what --compression did; nil without it.
+	Compression *CompressionResult
+
+	opts      Options
+	encTLVLen int // length of the encryption key TLV; sizes the trailer with --save-enctlv
 }
 
 // Build lays out an image from the application binary, signing it with key,
 // or inserting fixed, or neither (an unsigned image). It follows imgtool's
-// byte layout exactly.
+// byte layout exactly. With Options.Compression the key signs twice: the
+// uncompressed image, whose signature the compressed one carries, and the
+// compressed image.
 func Build(ctx context.Context, app []byte, opts Options, key Key, fixed *FixedSignature) (*Image, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
@@ -47,59 +53,123 @@ func Build(ctx context.Context, app []byte, opts Options, key Key, fixed *FixedS
 	if key != nil && fixed != nil {
 		return nil, errors.New("-k/--key and --fix-sig exclude each other: sign with a key, or insert a signature made elsewhere")
 	}
-	bo := byteOrder(opts.BigEndian)
-
-	// Which public key (if any) decides the hash and goes into KEYHASH.
-	var pub crypto.PublicKey
-	private := false
-	switch {
-	case key != nil:
-		pub, private = key.Public(), true
-	case fixed != nil:
-		pub = fixed.PublicKey
+	if fixed != nil && opts.Compression != CompressNone {
+		return nil, ErrCompressNeedsKey
 	}
-	var kt KeyType
-	if pub != nil {
-		var err error
-		if kt, err = TypeOf(pub); err != nil {
-			return nil, err
-		}
-		if !kt.CanSign() {
-			return nil, fmt.Errorf("an %s key cannot sign: X25519 keys only encrypt (-E); sign with an Ed25519 key", kt)
-		}
-	}
-	hash, err := chooseHash(kt, private, opts.Hash, opts.Pure)
+	s, err := newSigning(&opts, key, fixed)
 	if err != nil {
 		return nil, err
 	}
+	body, err := headerSlot(app, &opts)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Compression != CompressNone {
+		return s.buildCompressed(ctx, body, opts)
+	}
+	return s.assemble(ctx, body, opts, buildPass{encrypt: true})
+}
 
-	var pubBytes, keyHash []byte
-	if pub != nil {
-		if pubBytes, err = PublicKeyBytes(pub); err != nil {
+// ErrCompressNeedsKey refuses --compression with external signing: imgtool
+// reuses the one --fix-sig signature for both images, so one never verifies.
+var ErrCompressNeedsKey = errors.New("--compression needs the signing key (-k): a compressed image carries two signatures, of the uncompressed and of the compressed image, so --vector-to-sign/--fix-sig cannot make one")
+
+// signing is what the key decides for every image built with it.
+type signing struct {
+	key      Key
+	fixed    *FixedSignature
+	pub      crypto.PublicKey // nil when unsigned
+	kt       KeyType
+	hash     crypto.Hash
+	pubBytes []byte
+	keyHash  []byte // KEYHASH, and the boot record's signer id
+}
+
+func newSigning(opts *Options, key Key, fixed *FixedSignature) (*signing, error) {
+	s := &signing{key: key, fixed: fixed}
+	// Which public key (if any) decides the hash and goes into KEYHASH.
+	private := false
+	switch {
+	case key != nil:
+		s.pub, private = key.Public(), true
+	case fixed != nil:
+		s.pub = fixed.PublicKey
+	}
+	if s.pub != nil {
+		var err error
+		if s.kt, err = TypeOf(s.pub); err != nil {
 			return nil, err
 		}
-		keyHash = digest(hash, pubBytes)
-	} else {
-		keyHash = make([]byte, 32) // imgtool's signer id for unsigned images
+		if !s.kt.CanSign() {
+			return nil, fmt.Errorf("an %s key cannot sign: X25519 keys only encrypt (-E); sign with an Ed25519 key", s.kt)
+		}
 	}
+	if opts.Encrypt != nil {
+		signing := KeyType("")
+		if key != nil { // imgtool pairs -E with -k only, not with --fix-sig-pubkey
+			signing = s.kt
+		}
+		if err := opts.Encrypt.check(signing); err != nil {
+			return nil, err
+		}
+	}
+	var err error
+	if s.hash, err = chooseHash(s.kt, private, opts.Hash, opts.Pure); err != nil {
+		return nil, err
+	}
+	if s.pub != nil {
+		if s.pubBytes, err = PublicKeyBytes(s.pub); err != nil {
+			return nil, err
+		}
+		s.keyHash = digest(s.hash, s.pubBytes)
+	} else {
+		s.keyHash = make([]byte, 32) // imgtool's signer id for unsigned images
+	}
+	return s, nil
+}
 
-	// The body, with the header slot in front.
+// headerSlot returns the body with the header slot in front: prepended
+// erased bytes with --pad-header, else the input's own zeroed bytes.
+func headerSlot(app []byte, opts *Options) ([]byte, error) {
 	hs := opts.HeaderSize
-	var body []byte
 	if opts.PadHeader {
-		body = make([]byte, hs+len(app))
+		body := make([]byte, hs+len(app))
 		fill(body[:hs], opts.erased())
 		copy(body[hs:], app)
-	} else {
-		if len(app) < hs {
-			return nil, fmt.Errorf("the input (%d bytes) is shorter than the %d-byte header slot; add --pad-header to prepend the header", len(app), hs)
-		}
-		if !allZero(app[:hs]) {
-			return nil, fmt.Errorf("the input does not start with %#x zero bytes for the header: add --pad-header to prepend them, or build with room for the MCUboot header (CONFIG_ROM_START_OFFSET)", hs)
-		}
-		body = append([]byte(nil), app...)
+		return body, nil
 	}
-	imgSize := len(body) - hs
+	if len(app) < hs {
+		return nil, fmt.Errorf("the input (%d bytes) is shorter than the %d-byte header slot; add --pad-header to prepend the header", len(app), hs)
+	}
+	if !allZero(app[:hs]) {
+		return nil, fmt.Errorf("the input does not start with %#x zero bytes for the header: add --pad-header to prepend them, or build with room for the MCUboot header (CONFIG_ROM_START_OFFSET)", hs)
+	}
+	return bytes.Clone(app), nil
+}
+
+// buildPass is what differs between the images one Build may make.
+type buildPass struct {
+	compTLVs  []TLV  // DECOMP_SIZE/SHA/SIGNATURE, COMP_DEC_SIZE: protected, after the dependencies
+	compFlags uint32 // COMPRESSED_* header flags
+	// encrypt pads, encrypts and adds the key TLV. The uncompressed first
+	// image of a compressed build has only the flags, as imgtool makes it.
+	encrypt bool
+}
+
+// assemble builds one image from body (header slot + payload); body is not
+// modified.
+func (s *signing) assemble(ctx context.Context, body []byte, opts Options, p buildPass) (*Image, error) {
+	bo := byteOrder(opts.BigEndian)
+	hs, hash, enc := opts.HeaderSize, s.hash, opts.Encrypt
+	encrypt := enc != nil && p.encrypt
+
+	buf := bytes.Clone(body)
+	if encrypt && len(buf)%16 != 0 {
+		// imgtool pads header slot + body to whole AES blocks, also with
+		// --clear; the padding is part of the image and its hash.
+		buf = append(buf, make([]byte, 16-len(buf)%16)...)
+	}
+	imgSize := len(buf) - hs
 	if uint64(imgSize) > 0xffffffff {
 		return nil, fmt.Errorf("image of %d bytes does not fit the header's 32-bit size field", imgSize)
 	}
@@ -110,7 +180,7 @@ func Build(ctx context.Context, app []byte, opts Options, key Key, fixed *FixedS
 	}
 	if opts.BootRecord != "" {
 		ver := fmt.Sprintf("%d.%d.%d", opts.Version.Major, opts.Version.Minor, opts.Version.Revision)
-		prot.add(TLVBootRecord, bootRecord(opts.BootRecord, ver, hashName(hash), keyHash, make([]byte, hash.Size())))
+		prot.add(TLVBootRecord, bootRecord(opts.BootRecord, ver, hashName(hash), s.keyHash, make([]byte, hash.Size())))
 	}
 	for _, d := range opts.Dependencies {
 		v := make([]byte, 12)
@@ -119,6 +189,9 @@ func Build(ctx context.Context, app []byte, opts Options, key Key, fixed *FixedS
 		bo.PutUint16(v[6:], d.Version.Revision)
 		bo.PutUint32(v[8:], d.Version.Build)
 		prot.add(TLVDependency, v)
+	}
+	for _, t := range p.compTLVs {
+		prot.add(t.Type, t.Value)
 	}
 	if opts.VID != nil {
 		prot.add(TLVUUIDVID, opts.VID)
@@ -134,7 +207,10 @@ func Build(ctx context.Context, app []byte, opts Options, key Key, fixed *FixedS
 		return nil, err
 	}
 
-	var flags uint32
+	flags := p.compFlags
+	if enc != nil {
+		flags |= enc.flag()
+	}
 	if opts.LoadAddr != 0 {
 		flags |= FlagRAMLoad
 	}
@@ -148,7 +224,7 @@ func Build(ctx context.Context, app []byte, opts Options, key Key, fixed *FixedS
 	if opts.ROMFixed != 0 {
 		load = opts.ROMFixed
 	}
-	hdr := body[:ImageHeaderSize]
+	hdr := buf[:ImageHeaderSize]
 	bo.PutUint32(hdr[0:], ImageMagic)
 	bo.PutUint32(hdr[4:], load)
 	bo.PutUint16(hdr[8:], uint16(hs))
@@ -160,7 +236,7 @@ func Build(ctx context.Context, app []byte, opts Options, key Key, fixed *FixedS
 	bo.PutUint32(hdr[24:], opts.Version.Build)
 	bo.PutUint32(hdr[28:], 0)
 
-	region := append(body, protBytes...)
+	region := append(buf, protBytes...)
 	sum := digest(hash, region)
 	img := &Image{Digest: sum, opts: opts}
 
@@ -178,31 +254,34 @@ func Build(ctx context.Context, app []byte, opts Options, key Key, fixed *FixedS
 		return img, nil
 	}
 
-	if pub != nil {
+	if s.pub != nil {
+		sig, err := s.sign(ctx, SignRequest{Payload: region, Digest: sum, Hash: hash, Pure: opts.Pure})
+		if err != nil {
+			return nil, err
+		}
 		if opts.FullPublicKey {
-			unprot.add(TLVPubKey, pubBytes)
+			unprot.add(TLVPubKey, s.pubBytes)
 		} else {
-			unprot.add(TLVKeyHash, keyHash)
+			unprot.add(TLVKeyHash, s.keyHash)
 		}
-		req := SignRequest{Payload: region, Digest: sum, Hash: hash, Pure: opts.Pure}
-		var sig []byte
-		if key != nil {
-			if sig, err = key.Sign(ctx, req); err != nil {
-				return nil, fmt.Errorf("signing failed: %w", err)
-			}
-		} else {
-			sig = fixed.Signature
-		}
-		// A signature that does not verify makes an image that never boots;
-		// imgtool accepts it silently, we refuse.
-		if err := VerifySignature(pub, req, sig); err != nil {
-			if key == nil {
-				return nil, fmt.Errorf("the --fix-sig signature does not verify against --fix-sig-pubkey for this image: sign the %s digest (from --vector-to-sign digest with the same options) with the matching private key", hashName(hash))
-			}
-			return nil, fmt.Errorf("the key produced a signature that does not verify (%v); check the key and the HSM", err)
-		}
-		unprot.add(kt.SigTLV(), sig)
+		unprot.add(s.kt.SigTLV(), sig)
 		img.Signature = sig
+	}
+	if encrypt {
+		// The hash and signature cover the plaintext; only the body (with
+		// its padding) is encrypted, header and TLVs stay readable.
+		aesKey, keyTLV, err := enc.seal()
+		if err != nil {
+			return nil, err
+		}
+		unprot.add(enc.tlvType(), keyTLV)
+		img.encTLVLen = len(keyTLV)
+		if !enc.Clear {
+			body := region[hs : hs+imgSize]
+			if err := aesCTR(aesKey, body, body); err != nil {
+				return nil, err
+			}
+		}
 	}
 	unprotBytes, err := unprot.bytes()
 	if err != nil {
@@ -211,12 +290,34 @@ func Build(ctx context.Context, app []byte, opts Options, key Key, fixed *FixedS
 	img.Bytes = append(region, unprotBytes...)
 
 	if opts.SlotSize > 0 {
-		t := trailerSize(&opts)
+		t := trailerSize(&opts, img.encTLVLen)
 		if len(img.Bytes)+t > opts.SlotSize {
 			return nil, fmt.Errorf("image size (%#x) + trailer (%#x) exceeds the slot size %#x: enlarge the slot (-S) or shrink the image", len(img.Bytes), t, opts.SlotSize)
 		}
 	}
 	return img, nil
+}
+
+// sign signs req with the key, or checks the fixed signature.
+func (s *signing) sign(ctx context.Context, req SignRequest) ([]byte, error) {
+	var sig []byte
+	if s.key != nil {
+		var err error
+		if sig, err = s.key.Sign(ctx, req); err != nil {
+			return nil, fmt.Errorf("signing failed: %w", err)
+		}
+	} else {
+		sig = s.fixed.Signature
+	}
+	// A signature that does not verify makes an image that never boots;
+	// imgtool accepts it silently, we refuse.
+	if err := VerifySignature(s.pub, req, sig); err != nil {
+		if s.key == nil {
+			return nil, fmt.Errorf("the --fix-sig signature does not verify against --fix-sig-pubkey for this image: sign the %s digest (from --vector-to-sign digest with the same options) with the matching private key", hashName(req.Hash))
+		}
+		return nil, fmt.Errorf("the key produced a signature that does not verify (%v); check the key and the HSM", err)
+	}
+	return sig, nil
 }
 
 // Padded returns the image as flashed into a slot: with --pad, --confirm or
@@ -227,7 +328,7 @@ func (img *Image) Padded() []byte {
 	if !o.padded() {
 		return img.Bytes
 	}
-	t := trailerSize(o)
+	t := trailerSize(o, img.encTLVLen)
 	out := make([]byte, max(o.SlotSize, len(img.Bytes)+t))
 	copy(out, img.Bytes)
 	fill(out[len(img.Bytes):], o.erased())
@@ -273,14 +374,25 @@ func trailerMagic(o *Options) []byte {
 	return append(m, bootMagic2...)
 }
 
-// trailerSize is the space imgtool reserves at the end of the slot.
-func trailerSize(o *Options) int {
+// trailerSize is the space imgtool reserves at the end of the slot. With
+// encryption it includes the two slots' keys; encTLVLen is the key TLV's
+// length, which sizes them with --save-enctlv (0 in the uncompressed first
+// image of a compressed build, as in imgtool).
+func trailerSize(o *Options, encTLVLen int) int {
 	ma := o.maxAlign()
 	magic := alignUp(16, ma)
 	if o.OverwriteOnly {
 		return 2*ma + magic
 	}
-	return o.maxSectors()*3*o.align() + 4*ma + magic
+	t := o.maxSectors()*3*o.align() + 4*ma + magic
+	if e := o.Encrypt; e != nil {
+		n := 16 // imgtool reserves 16 bytes per key even for AES-256
+		if e.SaveEncTLV {
+			n = encTLVLen
+		}
+		t += 2 * alignUp(n, ma)
+	}
+	return t
 }
 
 // chooseHash applies imgtool's table of hashes allowed per key type.

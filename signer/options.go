@@ -45,6 +45,9 @@ type Options struct {
 	Pure          bool        // Ed25519 over the image itself
 
 	Vector string // --vector-to-sign: "", "payload" or "digest"
+
+	Encrypt     *Encryption // -E and its options; nil for a plaintext image
+	Compression Compression // --compression
 }
 
 // TLV is one type-length-value record.
@@ -122,6 +125,12 @@ func (o *Options) validate() error {
 		return fmt.Errorf("--vid and --cid must be 16-byte UUIDs")
 	case o.padded() && o.SlotSize == 0:
 		return fmt.Errorf("--pad, --confirm and --test need the slot size: pass -S/--slot-size")
+	case o.Compression != CompressNone && o.Compression != CompressLZMA2 && o.Compression != CompressLZMA2ARMThumb:
+		return fmt.Errorf("invalid --compression %q: use lzma2 or lzma2armthumb", o.Compression)
+	case o.Compression != CompressNone && o.Vector != "":
+		return ErrCompressNeedsKey
+	case o.Encrypt != nil && o.Encrypt.PublicKey == nil:
+		return fmt.Errorf("encryption needs the device's public key: pass -E/--encrypt with its PEM file")
 	}
 	if o.Hash != 0 && o.Hash != crypto.SHA256 && o.Hash != crypto.SHA384 && o.Hash != crypto.SHA512 {
 		return fmt.Errorf("unsupported hash %v: use --sha 256, 384 or 512", o.Hash)

@@ -3,15 +3,18 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 
 	"golang.org/x/term"
 
+	"github.com/mcusign/mcusign/plugin"
 	"github.com/mcusign/mcusign/signer"
 	"github.com/mcusign/mcusign/signer/pkcs11key"
 )
 
-// PKCS#11 keys plug into the commands through their hooks.
+// PKCS#11 keys plug into the commands through their hooks. They go through
+// mcusignd (standing, or launched for the command) unless MCUSIGN_INPROCESS=1.
 func init() {
 	openKeyHook = openPKCS11Key
 	keygenHook = generatePKCS11Key
@@ -39,27 +42,83 @@ func (e *env) promptPIN(_ context.Context, prompt string) (string, error) {
 	return string(pin), err
 }
 
+// checkURI parses a key URI here, so that syntax errors and warnings (such
+// as pin-value on the command line) come from mcusign, before any daemon.
+func (e *env) checkURI(ref string) error {
+	u, err := pkcs11key.ParseURI(ref)
+	if err != nil {
+		return err
+	}
+	for _, w := range u.Warnings() {
+		fmt.Fprintf(e.stderr, "mcusign: warning: %s\n", w)
+	}
+	return nil
+}
+
+// daemonFor connects to mcusignd for a command on the key ref.
+func (e *env) daemonFor(ref string) (*plugin.Conn, error) {
+	if err := e.checkURI(ref); err != nil {
+		return nil, err
+	}
+	return e.connectDaemon(ref)
+}
+
 func openPKCS11Key(e *env, ref string, needPrivate bool) (*keyRef, bool, error) {
 	if !pkcs11key.IsURI(ref) {
 		return nil, false, nil
 	}
+	if inProcess() {
+		k, err := openPKCS11KeyInProcess(e, ref, needPrivate)
+		return k, true, err
+	}
+	conn, err := e.daemonFor(ref)
+	if err != nil {
+		return nil, true, err
+	}
+	ctx := context.Background()
+	if needPrivate {
+		k, err := conn.OpenKey(ctx, ref)
+		if err != nil {
+			conn.Close()
+			return nil, true, err
+		}
+		t, err := signer.TypeOf(k.Public())
+		if err != nil {
+			conn.Close()
+			return nil, true, err
+		}
+		return &keyRef{name: ref, typ: t, pub: k.Public(), signer: k, close: conn.Close}, true, nil
+	}
+	defer conn.Close()
+	info, err := conn.PublicKey(ctx, ref, plugin.PurposePublic)
+	if err != nil {
+		return nil, true, err
+	}
+	t, err := signer.TypeOf(info.Public)
+	if err != nil {
+		return nil, true, err
+	}
+	return &keyRef{name: ref, typ: t, pub: info.Public}, true, nil
+}
+
+func openPKCS11KeyInProcess(e *env, ref string, needPrivate bool) (*keyRef, error) {
 	ctx := context.Background()
 	if needPrivate {
 		k, err := pkcs11key.Open(ctx, ref, e.pkcs11Options())
 		if err != nil {
-			return nil, true, err
+			return nil, err
 		}
-		return &keyRef{name: ref, typ: k.Type(), pub: k.Public(), signer: k}, true, nil
+		return &keyRef{name: ref, typ: k.Type(), pub: k.Public(), signer: k}, nil
 	}
 	pub, err := pkcs11key.PublicKey(ctx, ref, e.pkcs11Options())
 	if err != nil {
-		return nil, true, err
+		return nil, err
 	}
 	t, err := signer.TypeOf(pub)
 	if err != nil {
-		return nil, true, err
+		return nil, err
 	}
-	return &keyRef{name: ref, typ: t, pub: pub}, true, nil
+	return &keyRef{name: ref, typ: t, pub: pub}, nil
 }
 
 func generatePKCS11Key(e *env, ref string, t signer.KeyType) (bool, error) {
@@ -69,11 +128,24 @@ func generatePKCS11Key(e *env, ref string, t signer.KeyType) (bool, error) {
 	if !t.CanSign() {
 		return true, usagef("%s keys are for encryption and are not generated in tokens; generate a signing key (ed25519, ecdsa-p256, ...)", t)
 	}
-	k, err := pkcs11key.Generate(context.Background(), ref, t, e.pkcs11Options())
+	if inProcess() {
+		k, err := pkcs11key.Generate(context.Background(), ref, t, e.pkcs11Options())
+		if err != nil {
+			return true, err
+		}
+		fmt.Fprintf(e.stdout, "generated %s key %q in token %q: %s\n", k.Type(), k.Label(), k.Token(), k.URI())
+		return true, nil
+	}
+	conn, err := e.daemonFor(ref)
 	if err != nil {
 		return true, err
 	}
-	fmt.Fprintf(e.stdout, "generated %s key %q in token %q: %s\n", k.Type(), k.Label(), k.Token(), k.URI())
+	defer conn.Close()
+	k, err := conn.GenerateKey(context.Background(), ref, t)
+	if err != nil {
+		return true, err
+	}
+	fmt.Fprintf(e.stdout, "generated %s key %q in token %q: %s\n", k.Type, k.Label, k.Token, k.URI)
 	return true, nil
 }
 
@@ -81,19 +153,45 @@ func describePKCS11Key(e *env, ref, require string) (bool, error) {
 	if !pkcs11key.IsURI(ref) {
 		return false, nil
 	}
-	info, err := pkcs11key.Info(context.Background(), ref, e.pkcs11Options())
-	if err != nil {
-		return true, err
+	var info *plugin.KeyInfo
+	if inProcess() {
+		ki, err := pkcs11key.Info(context.Background(), ref, e.pkcs11Options())
+		if err != nil {
+			return true, err
+		}
+		info = &plugin.KeyInfo{
+			Type: ki.Type, Label: ki.Label, ID: ki.ID, Token: ki.Token, Serial: ki.Serial, URI: ki.URI,
+			HasPrivate: ki.HasPrivate, HasPublicObject: ki.HasPublicObject, Sign: ki.Sign,
+			Sensitive: ki.Sensitive, Extractable: ki.Extractable, AlwaysSensitive: ki.AlwaysSensitive,
+			NeverExtractable: ki.NeverExtractable, Local: ki.Local,
+		}
+	} else {
+		conn, err := e.daemonFor(ref)
+		if err != nil {
+			return true, err
+		}
+		info, err = conn.PublicKey(context.Background(), ref, plugin.PurposeDescribe)
+		conn.Close()
+		if err != nil {
+			return true, err
+		}
 	}
 	kind := "public"
 	if info.HasPrivate {
 		kind = "private"
 	}
-	w := e.stdout
+	printKeyInfo(e.stdout, kind, info)
+	if require != "" && kind != require {
+		return true, usagef("key %s is %s, but %s was required", ref, kind, require)
+	}
+	return true, nil
+}
+
+func printKeyInfo(w io.Writer, kind string, info *plugin.KeyInfo) {
 	fmt.Fprintln(w, kind)
 	fmt.Fprintf(w, "type:              %s\n", info.Type)
 	fmt.Fprintf(w, "label:             %s\n", info.Label)
-	fmt.Fprintf(w, "id:                %s\n", info.IDHex())
+	fmt.Fprintf(w, "id:                %x\n", info.ID)
 	fmt.Fprintf(w, "token:             %s (serial %s)\n", info.Token, info.Serial)
 	fmt.Fprintf(w, "uri:               %s\n", info.URI)
 	if info.HasPrivate {
@@ -105,8 +203,4 @@ func describePKCS11Key(e *env, ref, require string) (bool, error) {
 		fmt.Fprintf(w, "can sign:          %t\n", info.Sign)
 	}
 	fmt.Fprintf(w, "public key object: %t\n", info.HasPublicObject)
-	if require != "" && kind != require {
-		return true, usagef("key %s is %s, but %s was required", ref, kind, require)
-	}
-	return true, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"encoding/base64"
+	"fmt"
 	"os"
 	"strings"
 
@@ -70,6 +71,11 @@ refused, and no output file is left behind on any error.`,
       -k 'pkcs11:token=release;object=fw-signing' -v 1.0.0 -H 0x200 -S 0x32000 \
       --pad-header app.bin app.signed.bin
 
+  # Encrypted for the device's X25519 key (the signing key stays in the HSM),
+  # and compressed:
+  mcusign sign -k 'pkcs11:token=release;object=fw-signing' -v 1.0.0 -H 0x200 -S 0x32000 \
+      --pad-header -E enc-x25519.pub.pem --compression lzma2armthumb app.bin app.enc.bin
+
   # External signing: export the digest, sign it elsewhere, insert it:
   mcusign sign -v 1.0.0 -H 0x200 -S 0x32000 --pad-header --vector-to-sign digest app.bin digest.bin
   mcusign sign -v 1.0.0 -H 0x200 -S 0x32000 --pad-header --fix-sig sig.b64 --fix-sig-pubkey pub.pem app.bin app.signed.bin`,
@@ -129,12 +135,12 @@ refused, and no output file is left behind on any error.`,
 	fl.StringVar(&f.fixSig, "fix-sig", "", "insert this base64 signature made elsewhere (verified before use)")
 	fl.StringVar(&f.fixSigPubkey, "fix-sig-pubkey", "", "public key (PEM) that verifies --fix-sig")
 	fl.StringVar(&f.sigOut, "sig-out", "", "also write the signature, base64-encoded, to this file")
-	fl.StringVarP(&f.encrypt, "encrypt", "E", "", "encrypt the image for this public key (not supported yet)")
+	fl.StringVarP(&f.encrypt, "encrypt", "E", "", "encrypt the image for the device's public key: X25519, P-256 or RSA-2048 PEM (or pkcs11: URI)")
 	fl.Var(f.encKeylen, "encrypt-keylen", "AES key length for -E")
-	fl.Var(f.hmacSHA, "hmac-sha", "hash for the ECIES HKDF/HMAC with -E")
+	fl.Var(f.hmacSHA, "hmac-sha", "hash for the ECIES HKDF/HMAC with -E (512 only for X25519)")
 	fl.BoolVarP(&f.clear, "clear", "c", false, "with -E: keep the image in clear, with encryption capabilities")
-	fl.BoolVar(&f.saveEnctlv, "save-enctlv", false, "with -E: size the trailer for saved encrypted key TLVs")
-	fl.Var(f.compression, "compression", "compress the image (not supported yet)")
+	fl.BoolVar(&f.saveEnctlv, "save-enctlv", false, "with -E: size the trailer for saved encrypted key TLVs (BOOT_SWAP_SAVE_ENCTLV)")
+	fl.Var(f.compression, "compression", "compress the image with LZMA2 (falls back to no compression if it does not shrink)")
 	fl.BoolVar(&f.padSig, "pad-sig", false, "pad ECDSA signatures for MCUboot < 1.5 (refused: Mbed TLS rejects them)")
 	cmd.Flags().MarkHidden("pad-sig")
 	return cmd
@@ -254,6 +260,9 @@ func (f *signFlags) options() (signer.Options, error) {
 	o.Hash = map[string]crypto.Hash{"256": crypto.SHA256, "384": crypto.SHA384, "512": crypto.SHA512}[f.sha.value]
 	o.Pure = f.pure
 	o.Vector = f.vector.value
+	if f.compression.value != "disabled" {
+		o.Compression = signer.Compression(f.compression.value)
+	}
 	return o, nil
 }
 
@@ -268,10 +277,6 @@ func (e *env) sign(cmd *cobra.Command, f *signFlags, infile, outfile string) err
 		return err
 	}
 	switch {
-	case f.encrypt != "" || f.clear || f.saveEnctlv:
-		return usagef("image encryption (-E/--encrypt, --clear, --save-enctlv) is not supported yet; sign without it")
-	case f.compression.value != "disabled":
-		return usagef("--compression is not supported yet; sign without it")
 	case f.padSig:
 		return usagef("--pad-sig is refused: padded ECDSA signatures are rejected by MCUboot's Mbed TLS backend, and MCUboot >= 1.5 does not need them")
 	case f.key != "" && f.fixSig != "":
@@ -282,6 +287,8 @@ func (e *env) sign(cmd *cobra.Command, f *signFlags, infile, outfile string) err
 		return usagef("--pure always uses SHA-512; drop --sha")
 	case f.sigOut != "" && f.key == "" && f.fixSig == "":
 		return usagef("--sig-out needs a signature: pass -k/--key or --fix-sig")
+	case f.compression.value != "disabled" && (f.fixSig != "" || f.vector.value != ""):
+		return usageError{signer.ErrCompressNeedsKey}
 	}
 
 	app, base, err := readImage(infile)
@@ -320,9 +327,20 @@ func (e *env) sign(cmd *cobra.Command, f *signFlags, infile, outfile string) err
 		}
 	}
 
+	// Like imgtool, the other encryption options mean nothing without -E;
+	// Zephyr passes --encrypt-keylen for the plain image too.
+	if f.encrypt != "" {
+		if opts.Encrypt, err = e.encryption(f); err != nil {
+			return err
+		}
+	}
+
 	img, err := signer.Build(context.Background(), app, opts, key, fixed)
 	if err != nil {
 		return err
+	}
+	if c := img.Compression; c != nil {
+		fmt.Fprintf(e.stdout, "compressed image size: %d bytes\noriginal image size: %d bytes\n", c.CompressedSize, c.OriginalSize)
 	}
 
 	var out []byte
@@ -346,6 +364,23 @@ func (e *env) sign(cmd *cobra.Command, f *signFlags, infile, outfile string) err
 		files[f.sigOut] = []byte(base64.StdEncoding.EncodeToString(img.Signature))
 	}
 	return fileutil.WriteAll(files, 0o644)
+}
+
+// encryption loads the device's public key for -E (a PEM file, private or
+// public, or a pkcs11: URI) and collects the options that go with it.
+func (e *env) encryption(f *signFlags) (*signer.Encryption, error) {
+	k, err := e.openKey(f.encrypt, false)
+	if err != nil {
+		return nil, err
+	}
+	defer k.Close()
+	return &signer.Encryption{
+		PublicKey:  k.pub,
+		KeyBits:    atoi(f.encKeylen.value),
+		HMAC:       map[string]crypto.Hash{"512": crypto.SHA512}[f.hmacSHA.value],
+		Clear:      f.clear,
+		SaveEncTLV: f.saveEnctlv,
+	}, nil
 }
 
 func (e *env) loadFixedSig(sigPath, pubPath string) (*signer.FixedSignature, error) {

@@ -1,7 +1,7 @@
 // Package keyfmt owns the text and binary renderings of public keys that
 // imgtool's getpub and getpubhash print: C and Rust byte arrays, PEM and raw
-// DER, byte for byte as imgtool 2.4.0 writes them. It also provides the C
-// array primitive getpriv reuses. Loading keys is package filekey's job.
+// DER, byte for byte as imgtool 2.4.0 writes them, and getpriv's C array of
+// the device's decryption key. Loading keys is package filekey's job.
 package keyfmt
 
 import (

@@ -1,0 +1,161 @@
+package audit
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func appendN(t *testing.T, l *Log, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		_, err := l.Append(Record{Event: EventSign, KeyURI: fmt.Sprintf("pkcs11:token=t;object=k%d", i), Result: ResultOK,
+			Image: &Image{Digest: "00", Hash: "sha256", Version: "1.2.3+4", Size: 100}})
+		require.NoError(t, err)
+	}
+}
+
+func verifyFiles(continued bool, paths ...string) (Summary, error) {
+	v := &Verifier{Continued: continued}
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return Summary{}, err
+		}
+		if err := v.File(filepath.Base(p), bytes.NewReader(data)); err != nil {
+			return Summary{}, err
+		}
+	}
+	return v.Summary(), nil
+}
+
+func TestAppendVerify(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "audit.jsonl")
+	l, err := Open(path)
+	require.NoError(t, err)
+	appendN(t, l, 5)
+	require.NoError(t, l.Close())
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+
+	// A second writer (another process) continues the same chain.
+	l2, err := Open(path)
+	require.NoError(t, err)
+	appendN(t, l2, 2)
+	seq, head := l2.Head()
+	require.EqualValues(t, 7, seq)
+	s, err := verifyFiles(false, path)
+	require.NoError(t, err)
+	require.Equal(t, 7, s.Records)
+	require.Equal(t, head, s.LastHash)
+
+	data, _ := os.ReadFile(path)
+	first := strings.SplitN(string(data), "\n", 2)[0]
+	require.Contains(t, first, `"prev":"`+Genesis+`"`)
+	require.True(t, strings.HasPrefix(first, `{"time":"`), first)
+}
+
+// Every single-byte edit, deleted line or swapped pair is found, and the
+// error names the line.
+func TestVerifyDetectsTampering(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l, err := Open(path)
+	require.NoError(t, err)
+	appendN(t, l, 4)
+	l.Close()
+	orig, _ := os.ReadFile(path)
+	lines := strings.SplitAfter(string(orig), "\n")
+	lines = lines[:len(lines)-1]
+	check := func(t *testing.T, data string, wantLine int) {
+		t.Helper()
+		require.NoError(t, os.WriteFile(path, []byte(data), 0o600))
+		_, err := verifyFiles(false, path)
+		require.Error(t, err)
+		var le *LineError
+		require.ErrorAs(t, err, &le, err.Error())
+		require.Equal(t, wantLine, le.Line, err.Error())
+	}
+	// Every byte of line 3, including its hash and newline.
+	start := len(lines[0]) + len(lines[1])
+	for i := start; i < start+len(lines[2]); i++ {
+		b := []byte(string(orig))
+		b[i] ^= 0x01
+		check(t, string(b), 3)
+	}
+	check(t, lines[0]+lines[2]+lines[3], 2)          // line 2 removed
+	check(t, lines[1]+lines[2]+lines[3], 1)          // line 1 removed
+	check(t, lines[0]+lines[2]+lines[1]+lines[3], 2) // reordered
+	check(t, lines[0]+lines[1]+lines[2]+lines[3][:len(lines[3])-1], 4)
+	check(t, lines[0]+"\n"+lines[1], 2)
+}
+
+// A rotated log continues the chain; verified together they pass, alone
+// the new file needs --continued.
+func TestReopenAfterRotation(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.jsonl")
+	l, err := Open(path)
+	require.NoError(t, err)
+	appendN(t, l, 3)
+	require.NoError(t, os.Rename(path, path+".1"))
+	require.NoError(t, l.Reopen())
+	appendN(t, l, 2)
+	l.Close()
+	s, err := verifyFiles(false, path+".1", path)
+	require.NoError(t, err)
+	require.Equal(t, 5, s.Records)
+	_, err = verifyFiles(false, path)
+	require.ErrorContains(t, err, "line 1: hash chain broken")
+	s, err = verifyFiles(true, path)
+	require.NoError(t, err)
+	require.EqualValues(t, 5, s.LastSeq)
+}
+
+// Several writers (goroutines here, processes in mcusignd's tests) keep
+// one unbroken chain.
+func TestConcurrentAppend(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		l, err := Open(path)
+		require.NoError(t, err)
+		defer l.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			appendN(t, l, 25)
+		}()
+	}
+	wg.Wait()
+	s, err := verifyFiles(false, path)
+	require.NoError(t, err)
+	require.Equal(t, 100, s.Records)
+}
+
+// A log whose last line is cut refuses further records: no signature may
+// follow a record that is not whole.
+func TestPartialTailRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l, err := Open(path)
+	require.NoError(t, err)
+	appendN(t, l, 2)
+	l.Close()
+	data, _ := os.ReadFile(path)
+	require.NoError(t, os.WriteFile(path, data[:len(data)-10], 0o600))
+	_, err = Open(path)
+	require.ErrorContains(t, err, "partial line")
+
+	require.NoError(t, os.WriteFile(path, data, 0o600))
+	l, err = Open(path)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, data[:len(data)-10], 0o600))
+	_, err = l.Append(Record{Event: EventSign, Result: ResultOK})
+	require.ErrorContains(t, err, "partial line")
+}

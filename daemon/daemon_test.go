@@ -1,0 +1,280 @@
+package daemon
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+
+	"github.com/mcusign/mcusign/daemon/audit"
+	"github.com/mcusign/mcusign/plugin"
+	"github.com/mcusign/mcusign/plugin/peercred"
+	"github.com/mcusign/mcusign/signer"
+	"github.com/mcusign/mcusign/signer/pkcs11key"
+)
+
+// fakeBackend holds software keys by label: the policy is tested here, the
+// token in mcusignd's process tests.
+type fakeBackend struct {
+	keys map[string]crypto.Signer
+	uris []string // every URI the backend was handed
+}
+
+type fakeKey struct {
+	signer.CryptoKey
+	label string
+}
+
+func (k fakeKey) Type() signer.KeyType { t, _ := signer.TypeOf(k.Public()); return t }
+func (k fakeKey) URI() string          { return "pkcs11:token=t;object=" + k.label + ";type=private" }
+func (k fakeKey) Label() string        { return k.label }
+func (k fakeKey) Token() string        { return "t" }
+func (k fakeKey) Info(context.Context) (*pkcs11key.KeyInfo, error) {
+	return &pkcs11key.KeyInfo{Type: k.Type(), Label: k.label, Token: "t", URI: k.URI(), Public: k.Public(), HasPrivate: true, Sign: true}, nil
+}
+
+func (b *fakeBackend) lookup(uri string) (fakeKey, error) {
+	b.uris = append(b.uris, uri)
+	u, err := pkcs11key.ParseURI(uri)
+	if err != nil {
+		return fakeKey{}, err
+	}
+	s, ok := b.keys[u.Object]
+	if !ok {
+		return fakeKey{}, pkcs11key.ErrKeyNotFound
+	}
+	return fakeKey{signer.CryptoKey{Signer: s}, u.Object}, nil
+}
+func (b *fakeBackend) Open(_ context.Context, uri string) (BackendKey, error) { return b.lookup(uri) }
+func (b *fakeBackend) PublicKey(_ context.Context, uri string) (crypto.PublicKey, error) {
+	k, err := b.lookup(uri)
+	return k.Public(), err
+}
+func (b *fakeBackend) Info(ctx context.Context, uri string) (*pkcs11key.KeyInfo, error) {
+	k, err := b.lookup(uri)
+	if err != nil {
+		return nil, err
+	}
+	return k.Info(ctx)
+}
+func (b *fakeBackend) List(ctx context.Context, uri string) ([]pkcs11key.KeyInfo, error) {
+	ki, err := b.Info(ctx, "pkcs11:object=fw")
+	if err != nil {
+		return nil, err
+	}
+	return []pkcs11key.KeyInfo{*ki}, nil
+}
+func (b *fakeBackend) Generate(_ context.Context, uri string, kt signer.KeyType) (BackendKey, error) {
+	u, _ := pkcs11key.ParseURI(uri)
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	b.keys[u.Object] = k
+	return b.lookup(uri)
+}
+
+type fixture struct {
+	svc     *Service
+	backend *fakeBackend
+	log     *audit.Log
+	path    string
+}
+
+func newFixture(t *testing.T, mode Mode, mutate func(*Config)) *fixture {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	f := &fixture{backend: &fakeBackend{keys: map[string]crypto.Signer{"fw": key}}}
+	f.path = filepath.Join(t.TempDir(), "audit.jsonl")
+	var err error
+	f.log, err = audit.Open(f.path)
+	require.NoError(t, err)
+	t.Cleanup(func() { f.log.Close() })
+	cfg := Config{Mode: mode, Version: "test", Backend: f.backend, Audit: f.log, Module: "/lib/pkcs11.so",
+		Access: Access{UIDs: []uint32{1000}}, Peer: &peercred.Cred{UID: 1000, PID: 42}}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	f.svc, err = New(cfg)
+	require.NoError(t, err)
+	return f
+}
+
+func (f *fixture) records(t *testing.T) []string {
+	data, err := os.ReadFile(f.path)
+	require.NoError(t, err)
+	s := strings.TrimSpace(string(data))
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+// region is a real to-be-signed region (what the engine hands a Key).
+func region(t *testing.T) []byte {
+	o := signer.Options{Version: signer.Version{Major: 1, Minor: 2, Revision: 3}, HeaderSize: 0x200, PadHeader: true, Align: 1, Vector: "payload"}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	img, err := signer.Build(context.Background(), make([]byte, 3000), o, signer.CryptoKey{Signer: key}, nil)
+	require.NoError(t, err)
+	return img.Bytes
+}
+
+func input(uri string, payload []byte) plugin.SignInput {
+	sum := sha256.Sum256(payload)
+	return plugin.SignInput{KeyURI: uri, Hash: crypto.SHA256, Size: int64(len(payload)), Digest: sum[:],
+		Read: func(context.Context) ([]byte, error) { return payload, nil }}
+}
+
+func TestSign(t *testing.T) {
+	f := newFixture(t, Standing, func(c *Config) { c.Tokens = []string{"t"} })
+	payload := region(t)
+	out, err := f.svc.Sign(context.Background(), input("pkcs11:object=fw", payload))
+	require.NoError(t, err)
+	sum := sha256.Sum256(payload)
+	pub := f.backend.keys["fw"].Public()
+	require.NoError(t, signer.VerifySignature(pub, signer.SignRequest{Payload: payload, Digest: sum[:], Hash: crypto.SHA256}, out.Signature))
+	require.Equal(t, Fingerprint(pub), out.Fingerprint)
+	require.EqualValues(t, 1, out.AuditSeq)
+	// The daemon's own module and token went to the backend.
+	require.Equal(t, []string{"pkcs11:token=t;object=fw?module-path=/lib/pkcs11.so"}, f.backend.uris)
+
+	recs := f.records(t)
+	require.Len(t, recs, 1)
+	for _, want := range []string{`"event":"sign"`, `"mode":"standing"`, `"uid":1000`, `"result":"ok"`,
+		`"key_fingerprint":"` + out.Fingerprint, `"version":"1.2.3+0"`, `"size":` + strconv.Itoa(len(payload)), `"signature_type":"ECDSA-P256"`} {
+		require.Contains(t, recs[0], want)
+	}
+	st, err := f.svc.Status(context.Background())
+	require.NoError(t, err)
+	require.EqualValues(t, 1, st.SignaturesOK)
+	require.Len(t, st.Keys, 1)
+	require.EqualValues(t, 1, st.Keys[0].Signatures)
+}
+
+// Each refusal is one line with the fix, has the right code, is audited,
+// and never echoes a PIN.
+func TestSignRefusals(t *testing.T) {
+	const pin = "Pin-NEVER-PRINT-42"
+	good := region(t)
+	for _, tc := range []struct {
+		name   string
+		mode   Mode
+		cfg    func(*Config)
+		in     func() plugin.SignInput
+		code   codes.Code
+		want   string
+		result string
+	}{
+		{"module-path", Standing, nil, func() plugin.SignInput { return input("pkcs11:object=fw?module-path=/tmp/evil.so", good) },
+			codes.PermissionDenied, "refuses module-path", "refused"},
+		{"pin-value", Standing, nil, func() plugin.SignInput { return input("pkcs11:object=fw?pin-value="+pin, good) },
+			codes.PermissionDenied, "refuses pin-value", "refused"},
+		{"pin-source", Standing, nil, func() plugin.SignInput { return input("pkcs11:object=fw?pin-source=/etc/pin", good) },
+			codes.PermissionDenied, "refuses pin-source", "refused"},
+		{"other token", Standing, func(c *Config) { c.Tokens = []string{"release"} }, func() plugin.SignInput { return input("pkcs11:token=dev;object=fw", good) },
+			codes.PermissionDenied, "serves only token release", "refused"},
+		{"bad URI", Standing, nil, func() plugin.SignInput { return input("pkcs11:object=fw;bogus=1?pin-value="+pin, good) },
+			codes.InvalidArgument, "bogus", "error"},
+		{"not an image", Standing, nil, func() plugin.SignInput { return input("pkcs11:object=fw", []byte(strings.Repeat("x", 100))) },
+			codes.InvalidArgument, "signs only MCUboot images", "error"},
+		{"whole image instead of region", Standing, nil, func() plugin.SignInput {
+			return input("pkcs11:object=fw", append(append([]byte(nil), good...), 7, 0x69, 4, 0))
+		},
+			codes.InvalidArgument, "were sent", "error"},
+		{"too large", Standing, func(c *Config) { c.MaxImageSize = 1000 }, func() plugin.SignInput { return input("pkcs11:object=fw", good) },
+			codes.InvalidArgument, "--max-image-size", "error"},
+		{"digest mismatch", Standing, nil, func() plugin.SignInput {
+			in := input("pkcs11:object=fw", good)
+			in.Digest = make([]byte, 32)
+			return in
+		}, codes.InvalidArgument, "digest does not match", "error"},
+		{"unknown key", OnDemand, nil, func() plugin.SignInput { return input("pkcs11:object=nope", good) },
+			codes.NotFound, "key not found", "error"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, tc.mode, tc.cfg)
+			_, err := f.svc.Sign(context.Background(), tc.in())
+			require.Error(t, err)
+			require.Equal(t, tc.code, statusCode(err), err.Error())
+			require.Contains(t, err.Error(), tc.want)
+			require.NotContains(t, err.Error(), "\n")
+			require.NotContains(t, err.Error(), pin)
+			recs := f.records(t)
+			require.Len(t, recs, 1)
+			require.Contains(t, recs[0], `"result":"`+tc.result+`"`)
+			require.NotContains(t, recs[0], pin)
+		})
+	}
+}
+
+func statusCode(err error) codes.Code {
+	var pe *plugin.Error
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return codes.Unknown
+}
+
+// On-demand daemons serve the user's own URIs as given.
+func TestOnDemandPassesURIs(t *testing.T) {
+	f := newFixture(t, OnDemand, nil)
+	uri := "pkcs11:object=fw?module-path=/usr/lib/x.so&pin-source=/home/me/pin"
+	_, err := f.svc.Sign(context.Background(), input(uri, region(t)))
+	require.NoError(t, err)
+	require.Equal(t, []string{uri}, f.backend.uris)
+	require.Contains(t, f.records(t)[0], `"pid":42`) // the launching parent
+}
+
+// No signature leaves the daemon without its audit record.
+func TestNoSignatureWithoutRecord(t *testing.T) {
+	f := newFixture(t, Standing, nil)
+	require.NoError(t, f.log.Close())
+	out, err := f.svc.Sign(context.Background(), input("pkcs11:object=fw", region(t)))
+	require.Nil(t, out)
+	require.ErrorContains(t, err, "issues no signature without a record")
+}
+
+func TestKeygenPolicy(t *testing.T) {
+	f := newFixture(t, Standing, nil)
+	_, err := f.svc.GenerateKey(context.Background(), "pkcs11:object=new", signer.ECDSAP256)
+	require.ErrorContains(t, err, "--allow-keygen")
+	f = newFixture(t, Standing, func(c *Config) { c.AllowKeygen = true })
+	k, err := f.svc.GenerateKey(context.Background(), "pkcs11:object=new", signer.ECDSAP256)
+	require.NoError(t, err)
+	require.Equal(t, signer.ECDSAP256, k.Type)
+	recs := f.records(t)
+	require.Len(t, recs, 1)
+	require.Contains(t, recs[0], `"event":"generate-key"`)
+	require.Contains(t, recs[0], `"result":"ok"`)
+}
+
+func TestAdmit(t *testing.T) {
+	f := newFixture(t, Standing, func(c *Config) { c.Access = Access{UIDs: []uint32{1000}, GIDs: []uint32{50}} })
+	for _, tc := range []struct {
+		name string
+		c    peercred.Cred
+		ok   bool
+	}{
+		{"listed uid", peercred.Cred{UID: 1000, GID: 1000}, true},
+		{"primary group", peercred.Cred{UID: 2000, GID: 50}, true},
+		{"supplementary group", peercred.Cred{UID: 2000, GID: 2000, Groups: []uint32{7, 50}}, true},
+		{"root is not special", peercred.Cred{UID: 0, GID: 0}, false},
+		{"other user", peercred.Cred{UID: 2000, GID: 2000, Groups: []uint32{7}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := f.svc.Admit(&tc.c)
+			require.Equal(t, tc.ok, err == nil, "%v", err)
+		})
+	}
+	recs := f.records(t)
+	require.Len(t, recs, 2)
+	require.Contains(t, recs[0], `"event":"connection-refused"`)
+	require.Contains(t, recs[0], `"uid":0`)
+}

@@ -1,0 +1,275 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	goplugin "github.com/hashicorp/go-plugin"
+	"github.com/hashicorp/go-plugin/runner"
+	"google.golang.org/grpc"
+)
+
+// Handshake is shared by mcusign and mcusignd. Bump ProtocolVersion on any
+// incompatible change of the proto.
+var Handshake = goplugin.HandshakeConfig{
+	ProtocolVersion:  1,
+	MagicCookieKey:   "MCUSIGND_PLUGIN",
+	MagicCookieValue: "c4a1e5f0-mcusignd-signer",
+}
+
+// PluginName is the one plugin mcusignd serves.
+const PluginName = "signer"
+
+// PluginMap is the go-plugin plugin set; svc is nil on the client side.
+func PluginMap(svc Service) goplugin.PluginSet {
+	return goplugin.PluginSet{PluginName: &SignerPlugin{Impl: svc}}
+}
+
+// SignerPlugin is the go-plugin glue for the Signer service.
+type SignerPlugin struct {
+	goplugin.NetRPCUnsupportedPlugin
+	Impl Service
+}
+
+// GRPCServer registers the server adapter.
+func (p *SignerPlugin) GRPCServer(_ *goplugin.GRPCBroker, s *grpc.Server) error {
+	registerSigner(s, p.Impl)
+	return nil
+}
+
+// GRPCClient returns the client adapter.
+func (p *SignerPlugin) GRPCClient(_ context.Context, _ *goplugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return NewClient(c), nil
+}
+
+// DescriptorName is the file a standing daemon writes next to its socket.
+const DescriptorName = "mcusignd.json"
+
+// Descriptor tells clients how to reattach to a standing daemon.
+type Descriptor struct {
+	Protocol        string    `json:"protocol"` // "grpc"
+	ProtocolVersion int       `json:"protocol_version"`
+	Network         string    `json:"network"` // "unix"
+	Address         string    `json:"address"` // socket path
+	PID             int       `json:"pid"`
+	Version         string    `json:"version"` // mcusignd's
+	Started         time.Time `json:"started"`
+}
+
+// ErrNoDescriptor means no standing daemon has announced itself in a directory.
+var ErrNoDescriptor = errors.New("no mcusignd descriptor")
+
+// ReadDescriptor reads dir's descriptor.
+func ReadDescriptor(dir string) (*Descriptor, error) {
+	path := filepath.Join(dir, DescriptorName)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w in %s", ErrNoDescriptor, dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the mcusignd descriptor %s: %w", path, err)
+	}
+	var d Descriptor
+	if err := json.Unmarshal(data, &d); err != nil || d.Address == "" {
+		return nil, fmt.Errorf("the mcusignd descriptor %s is damaged; restart mcusignd to rewrite it", path)
+	}
+	return &d, nil
+}
+
+// WriteDescriptor writes dir's descriptor atomically with the given mode.
+func WriteDescriptor(dir string, d *Descriptor, mode os.FileMode, gid int) error {
+	data, err := json.MarshalIndent(d, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".mcusignd-*.json")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if gid >= 0 {
+		if err := tmp.Chown(-1, gid); err != nil {
+			tmp.Close()
+			return err
+		}
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), filepath.Join(dir, DescriptorName))
+}
+
+// Conn is a connection to a daemon: a Client plus how to let go of it.
+type Conn struct {
+	*Client
+	Standing bool   // attached to a standing daemon, else launched for this command
+	Where    string // socket path (standing) or executable (on demand)
+
+	once  sync.Once
+	close func()
+	after []func()
+}
+
+// Close releases the connection. For a daemon launched on demand it stops
+// the process and waits for it; a standing daemon is never stopped.
+func (c *Conn) Close() {
+	c.once.Do(func() {
+		if c.close != nil {
+			c.close()
+		}
+		for _, fn := range c.after {
+			fn()
+		}
+	})
+}
+
+// AfterClose registers fn to run after Close has released the connection
+// (to remove what the caller set up for it).
+func (c *Conn) AfterClose(fn func()) { c.after = append(c.after, fn) }
+
+// Probe connects to a standing daemon's socket. ECONNREFUSED or ENOENT mean
+// no daemon is listening there (a stale descriptor).
+func Probe(d *Descriptor) (net.Conn, error) {
+	if d.Network != "" && d.Network != "unix" {
+		return nil, fmt.Errorf("mcusignd descriptor names a %s address; only unix sockets are supported", d.Network)
+	}
+	return net.DialTimeout("unix", d.Address, 10*time.Second)
+}
+
+// standingRunner stands in for the daemon process when attached to a
+// standing daemon. It never signals the daemon's pid (which belongs to
+// another user, so kill(pid, 0) fails with EPERM and go-plugin would think
+// the daemon died), and it cannot stop it.
+type standingRunner struct{ done chan struct{} }
+
+func (r *standingRunner) Wait(ctx context.Context) error {
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+func (r *standingRunner) Kill(context.Context) error {
+	return errors.New("a standing mcusignd is not stopped by its clients")
+}
+func (r *standingRunner) ID() string { return "standing-mcusignd" }
+func (r *standingRunner) PluginToHost(n, a string) (string, string, error) {
+	return n, a, nil
+}
+func (r *standingRunner) HostToPlugin(n, a string) (string, string, error) {
+	return n, a, nil
+}
+
+// Attach connects to a standing daemon in go-plugin's reattach Test mode:
+// the client never owns the daemon, so closing it sends no Shutdown and
+// kills nothing. conn, if not nil, is a connection already made by Probe
+// and is used for the gRPC channel, so a command makes one connection
+// (and a refused user leaves one audit record, not two).
+func Attach(d *Descriptor, conn net.Conn) (*Conn, error) {
+	if d.Protocol != string(goplugin.ProtocolGRPC) {
+		return nil, fmt.Errorf("mcusignd at %s speaks %q, this mcusign speaks grpc; upgrade them together", d.Address, d.Protocol)
+	}
+	if d.ProtocolVersion != int(Handshake.ProtocolVersion) {
+		return nil, fmt.Errorf("mcusignd at %s speaks protocol version %d, this mcusign speaks %d; upgrade them together", d.Address, d.ProtocolVersion, Handshake.ProtocolVersion)
+	}
+	addr := &net.UnixAddr{Net: "unix", Name: d.Address}
+	r := &standingRunner{done: make(chan struct{})}
+	var first sync.Once
+	dial := func(ctx context.Context, _ string) (net.Conn, error) {
+		var c net.Conn
+		first.Do(func() { c, conn = conn, nil })
+		if c != nil {
+			return c, nil
+		}
+		var dl net.Dialer
+		return dl.DialContext(ctx, "unix", addr.Name)
+	}
+	client := goplugin.NewClient(&goplugin.ClientConfig{
+		HandshakeConfig:  Handshake,
+		Plugins:          PluginMap(nil),
+		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+		Logger:           hclog.NewNullLogger(),
+		Reattach: &goplugin.ReattachConfig{
+			Protocol:        goplugin.ProtocolGRPC,
+			ProtocolVersion: d.ProtocolVersion,
+			Addr:            addr,
+			Test:            true,
+			ReattachFunc:    func() (runner.AttachedRunner, error) { return r, nil },
+		},
+		GRPCDialOptions: []grpc.DialOption{grpc.WithContextDialer(dial)},
+	})
+	cl, gc, err := dispense(client)
+	if err != nil {
+		close(r.done)
+		return nil, fmt.Errorf("cannot attach to mcusignd at %s: %v", d.Address, err)
+	}
+	cl.name = fmt.Sprintf("mcusignd (standing, pid %d, socket %s)", d.PID, d.Address)
+	return &Conn{Client: cl, Standing: true, Where: d.Address, close: func() {
+		// Not gc.Close(): that would send the Shutdown RPC.
+		_ = gc.Conn.Close()
+		close(r.done)
+		client.Kill() // a no-op for Test reattachments, but frees go-plugin's state
+	}}, nil
+}
+
+// Launch starts the daemon as a go-plugin subprocess with AutoMTLS, for one
+// command. cmd must not be started; stderr receives the daemon's own
+// stderr. Closing the Conn stops the process and waits for it.
+func Launch(cmd *exec.Cmd, stderr io.Writer) (*Conn, error) {
+	client := goplugin.NewClient(&goplugin.ClientConfig{
+		HandshakeConfig:  Handshake,
+		Plugins:          PluginMap(nil),
+		Cmd:              cmd,
+		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		Logger:           hclog.NewNullLogger(),
+		Stderr:           stderr,
+		StartTimeout:     time.Minute,
+	})
+	cl, _, err := dispense(client)
+	if err != nil {
+		client.Kill()
+		return nil, err
+	}
+	cl.name = "mcusignd (on demand)"
+	return &Conn{Client: cl, Where: cmd.Path, close: client.Kill}, nil
+}
+
+func dispense(c *goplugin.Client) (*Client, *goplugin.GRPCClient, error) {
+	proto, err := c.Client()
+	if err != nil {
+		return nil, nil, err
+	}
+	gc, ok := proto.(*goplugin.GRPCClient)
+	if !ok {
+		return nil, nil, fmt.Errorf("mcusignd did not negotiate gRPC")
+	}
+	raw, err := proto.Dispense(PluginName)
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, ok := raw.(*Client)
+	if !ok {
+		return nil, nil, fmt.Errorf("mcusignd dispensed a %T", raw)
+	}
+	return cl, gc, nil
+}
