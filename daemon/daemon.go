@@ -73,7 +73,8 @@ type Config struct {
 	AllowKeygen    bool          // standing daemons generate keys only if set
 
 	// HoldSign makes Sign wait, after receiving the image, until its
-	// request ends: a test hook to kill the daemon mid-request.
+	// request ends or the daemon starts draining: a test hook to stop the
+	// daemon (SIGKILL, SIGTERM) with a request in flight.
 	HoldSign bool
 	// Logf receives the daemon's diagnostics; nil discards them.
 	Logf func(format string, args ...any)
@@ -81,9 +82,11 @@ type Config struct {
 
 // Service implements plugin.Service with Config's policy.
 type Service struct {
-	cfg     Config
-	started time.Time
-	sem     chan struct{}
+	cfg      Config
+	started  time.Time
+	sem      chan struct{}
+	draining chan struct{}
+	drainOne sync.Once
 
 	inFlight           atomic.Int32
 	signOK, signFailed atomic.Uint64
@@ -129,11 +132,12 @@ func New(cfg Config) (*Service, error) {
 		cfg.AllowKeygen = true // the user's own token, as with in-process keygen
 	}
 	return &Service{
-		cfg:     cfg,
-		started: time.Now(),
-		sem:     make(chan struct{}, cfg.MaxConcurrent),
-		keys:    map[string]BackendKey{},
-		usage:   map[string]*keyUsage{},
+		cfg:      cfg,
+		started:  time.Now(),
+		sem:      make(chan struct{}, cfg.MaxConcurrent),
+		draining: make(chan struct{}),
+		keys:     map[string]BackendKey{},
+		usage:    map[string]*keyUsage{},
 	}, nil
 }
 
@@ -169,6 +173,10 @@ func (s *Service) peer(ctx context.Context) *peercred.Cred {
 	}
 	return s.cfg.Peer
 }
+
+// Drain tells the service the daemon is stopping: requests in flight
+// finish (the transport refuses new ones).
+func (s *Service) Drain() { s.drainOne.Do(func() { close(s.draining) }) }
 
 // Admit is the connection check of a standing daemon (peer credentials,
 // before any RPC). Refusals are audited.
@@ -466,9 +474,12 @@ func (s *Service) sign(ctx context.Context, in plugin.SignInput, rec *audit.Reco
 		return nil, plugin.Errorf(codes.InvalidArgument, "the client's digest does not match the image bytes mcusignd received; retry")
 	}
 	if s.cfg.HoldSign {
-		s.logf("test hook: holding a sign request until it ends")
-		<-ctx.Done()
-		return nil, plugin.Errorf(codes.DeadlineExceeded, "test hook: the sign request was held until it ended")
+		s.logf("test hook: holding a sign request until it ends or the daemon drains")
+		select {
+		case <-ctx.Done():
+			return nil, plugin.Errorf(codes.DeadlineExceeded, "test hook: the sign request was held until it ended")
+		case <-s.draining:
+		}
 	}
 	release, err := s.acquire(ctx)
 	if err != nil {

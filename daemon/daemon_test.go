@@ -10,9 +10,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
@@ -277,4 +280,65 @@ func TestAdmit(t *testing.T) {
 	require.Len(t, recs, 2)
 	require.Contains(t, recs[0], `"event":"connection-refused"`)
 	require.Contains(t, recs[0], `"uid":0`)
+}
+
+// An upload that stalls ends at the request deadline, audited.
+func TestRequestDeadline(t *testing.T) {
+	f := newFixture(t, Standing, func(c *Config) { c.RequestTimeout = 50 * time.Millisecond })
+	in := input("pkcs11:object=fw", region(t))
+	in.Read = func(ctx context.Context) ([]byte, error) { <-ctx.Done(); return nil, ctx.Err() }
+	_, err := f.svc.Sign(context.Background(), in)
+	require.Equal(t, codes.DeadlineExceeded, statusCode(err), "%v", err)
+	require.Contains(t, f.records(t)[0], "request deadline")
+}
+
+// countingBackend records how many signatures run at once.
+type countingBackend struct {
+	*fakeBackend
+	mu       sync.Mutex
+	now, max int
+}
+
+type countingKey struct {
+	BackendKey
+	b *countingBackend
+}
+
+func (b *countingBackend) Open(ctx context.Context, uri string) (BackendKey, error) {
+	k, err := b.fakeBackend.Open(ctx, uri)
+	return countingKey{k, b}, err
+}
+
+func (k countingKey) Sign(ctx context.Context, req signer.SignRequest) ([]byte, error) {
+	k.b.mu.Lock()
+	k.b.now++
+	k.b.max = max(k.b.max, k.b.now)
+	k.b.mu.Unlock()
+	defer func() { k.b.mu.Lock(); k.b.now--; k.b.mu.Unlock() }()
+	runtime.Gosched()
+	return k.BackendKey.Sign(ctx, req)
+}
+
+// No more than MaxConcurrent token operations run at once; the rest queue.
+func TestBoundedConcurrency(t *testing.T) {
+	var cb *countingBackend
+	f := newFixture(t, Standing, func(c *Config) {
+		cb = &countingBackend{fakeBackend: c.Backend.(*fakeBackend)}
+		c.Backend, c.MaxConcurrent = cb, 2
+	})
+	payload := region(t)
+	var wg sync.WaitGroup
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := f.svc.Sign(context.Background(), input("pkcs11:object=fw", payload))
+			require.NoError(t, err)
+		}()
+	}
+	wg.Wait()
+	require.LessOrEqual(t, cb.max, 2)
+	require.Len(t, f.records(t), 16)
+	_, err := New(Config{Mode: OnDemand, Backend: cb, Audit: f.log, MaxConcurrent: pkcs11key.SessionPoolSize + 1})
+	require.ErrorContains(t, err, "--max-concurrent")
 }

@@ -52,6 +52,13 @@ func (s *stub) Sign(ctx context.Context, in plugin.SignInput) (*plugin.SignOutpu
 	return &plugin.SignOutput{Signature: []byte("signature"), Digest: d[:], KeyType: signer.Ed25519}, nil
 }
 
+// got returns what Sign received.
+func (s *stub) got() (plugin.SignInput, []byte, *peercred.Cred) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.in, s.payload, s.peer
+}
+
 func (s *stub) PublicKey(_ context.Context, uri string, p plugin.KeyPurpose) (*plugin.KeyInfo, error) {
 	if s.err != nil {
 		return nil, s.err
@@ -111,13 +118,14 @@ func TestSignStreamsChunks(t *testing.T) {
 	sig, err := k.Sign(context.Background(), signer.SignRequest{Payload: payload, Digest: d[:], Hash: crypto.SHA512, Pure: true})
 	require.NoError(t, err)
 	require.Equal(t, "signature", string(sig))
-	require.Equal(t, payload, svc.payload)
-	require.Equal(t, crypto.SHA512, svc.in.Hash)
-	require.True(t, svc.in.Pure)
-	require.Equal(t, "pkcs11:object=fw", svc.in.KeyURI)
-	require.NotNil(t, svc.peer)
-	require.EqualValues(t, os.Getuid(), svc.peer.UID)
-	require.EqualValues(t, os.Getpid(), svc.peer.PID)
+	in, got, peer := svc.got()
+	require.Equal(t, payload, got)
+	require.Equal(t, crypto.SHA512, in.Hash)
+	require.True(t, in.Pure)
+	require.Equal(t, "pkcs11:object=fw", in.KeyURI)
+	require.NotNil(t, peer)
+	require.EqualValues(t, os.Getuid(), peer.UID)
+	require.EqualValues(t, os.Getpid(), peer.PID)
 
 	// A digest the daemon did not arrive at is refused by the client.
 	_, err = k.Sign(context.Background(), signer.SignRequest{Payload: payload, Digest: make([]byte, 64), Hash: crypto.SHA512})
@@ -197,9 +205,9 @@ func TestPeerCheckRefusesBeforeRPC(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "s")
 	l, err := net.Listen("unix", sock)
 	require.NoError(t, err)
-	var seen *peercred.Cred
+	seenCh := make(chan *peercred.Cred, 8)
 	cfg := plugin.ServerConfig{Standing: true, Creds: peercred.NewServerCredentials(func(c *peercred.Cred) error {
-		seen = c
+		seenCh <- c
 		return status.Error(codes.PermissionDenied, "no")
 	})}
 	svc := &stub{}
@@ -213,7 +221,7 @@ func TestPeerCheckRefusesBeforeRPC(t *testing.T) {
 	_, err = plugin.NewClient(cc).Status(context.Background())
 	require.Equal(t, codes.Unavailable, plugin.Code(err), "%v", err)
 	require.ErrorContains(t, err, "does not allow this user")
-	require.NotNil(t, seen)
+	seen := <-seenCh
 	require.EqualValues(t, os.Getpid(), seen.PID)
 	exe, _ := os.Executable()
 	require.Equal(t, exe, seen.Exe)

@@ -8,7 +8,7 @@ fuzztime=${FUZZTIME:-10s}
 
 scripts/install-deps.sh
 
-unformatted=$(gofmt -l cmd signer plugin internal 2>/dev/null || true)
+unformatted=$(gofmt -l cmd signer plugin 2>/dev/null || true)
 [[ -z $unformatted ]] || { echo "gofmt needed:"; echo "$unformatted"; exit 1; }
 go vet ./...
 go test -count=1 -timeout 30m ./...
@@ -18,7 +18,7 @@ if [[ -d westext ]] && ls westext/*_test.py >/dev/null 2>&1; then
 fi
 
 # Fuzz targets: go test -fuzz takes one target in one package at a time.
-grep -rl --include='*_test.go' '^func Fuzz' cmd signer plugin internal 2>/dev/null | while read -r f; do
+grep -rl --include='*_test.go' '^func Fuzz' cmd signer plugin 2>/dev/null | while read -r f; do
 	pkg=./$(dirname "$f")
 	for target in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | cut -c6-); do
 		echo "fuzz $pkg $target ($fuzztime)"

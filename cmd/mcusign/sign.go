@@ -76,6 +76,9 @@ refused, and no output file is left behind on any error.`,
   mcusign sign -k 'pkcs11:token=release;object=fw-signing' -v 1.0.0 -H 0x200 -S 0x32000 \
       --pad-header -E enc-x25519.pub.pem --compression lzma2armthumb app.bin app.enc.bin
 
+  # Zephyr / nRF Connect SDK build directory: everything inferred (see 'mcusign doctor'):
+  mcusign sign --build-dir build -k 'pkcs11:token=release;object=fw-signing'
+
   # External signing: export the digest, sign it elsewhere, insert it:
   mcusign sign -v 1.0.0 -H 0x200 -S 0x32000 --pad-header --vector-to-sign digest app.bin digest.bin
   mcusign sign -v 1.0.0 -H 0x200 -S 0x32000 --pad-header --fix-sig sig.b64 --fix-sig-pubkey pub.pem app.bin app.signed.bin`,
@@ -150,14 +153,6 @@ refused, and no output file is left behind on any error.`,
 // would want to be told.
 func (f *signFlags) options() (signer.Options, error) {
 	var o signer.Options
-	if f.version == "" {
-		return o, usagef("missing -v/--version: give the image version, e.g. --version 1.2.3+4")
-	}
-	v, err := signer.ParseVersion(f.version)
-	if err != nil {
-		return o, usageError{err}
-	}
-	o.Version = v
 	if !f.headerSize.set {
 		return o, usagef("missing -H/--header-size: use the space reserved for the MCUboot header (CONFIG_ROM_START_OFFSET, usually 0x200)")
 	}
@@ -168,6 +163,17 @@ func (f *signFlags) options() (signer.Options, error) {
 		return o, usagef("-H/--header-size %#x is too large: the header stores it in 16 bits", f.headerSize.value)
 	}
 	o.HeaderSize = int(f.headerSize.value)
+	// The version is checked after the header size: `west sign --force` on an
+	// app without MCUboot passes "--version None --header-size 0", and the
+	// missing header is the problem to report.
+	if f.version == "" {
+		return o, usagef("missing -v/--version: give the image version, e.g. --version 1.2.3+4")
+	}
+	v, err := signer.ParseVersion(f.version)
+	if err != nil {
+		return o, usageError{err}
+	}
+	o.Version = v
 	if !f.slotSize.set {
 		return o, usagef("missing -S/--slot-size: give the size of the image slot (the secondary slot if they differ), or 0 to skip the size check")
 	}
@@ -297,6 +303,9 @@ func (e *env) sign(cmd *cobra.Command, f *signFlags, infile, outfile string) err
 	}
 	// imgtool moves a HEX base down by the prepended header (but not from 0).
 	if base != nil && opts.PadHeader && *base != 0 {
+		if *base < uint32(opts.HeaderSize) {
+			return usagef("%s starts at %#x, below the %#x-byte header that --pad-header prepends; drop --pad-header or pass -x/--hex-addr", infile, *base, opts.HeaderSize)
+		}
 		b := *base - uint32(opts.HeaderSize)
 		base = &b
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/mcusign/mcusign/internal/imgcheck"
+	"github.com/mcusign/mcusign/signer/imgcheck"
 	"github.com/mcusign/mcusign/signer"
 	"github.com/mcusign/mcusign/signer/filekey"
 )

@@ -400,6 +400,12 @@ func serveStanding(f *serveFlags, stderr io.Writer) error {
 		}
 	}
 
+	// Catch signals before anyone can learn of the socket, so that a stop
+	// right after the start is still a clean one.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
 	os.Setenv(envPluginSocketDir, dir)
 	if gid >= 0 {
 		os.Setenv(envPluginSocketGroup, strconv.Itoa(gid))
@@ -457,9 +463,6 @@ func serveStanding(f *serveFlags, stderr io.Writer) error {
 	defer os.Remove(socket)
 	lg.logf("serving on %s (pid %d, version %s, module %s, audit log %s, admits %s)", socket, os.Getpid(), Version, module, logPath, access)
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	for {
 		select {
 		case <-closed:
@@ -476,6 +479,7 @@ func serveStanding(f *serveFlags, stderr io.Writer) error {
 			lg.logf("%s: finishing the requests in flight, then stopping", sig)
 			// Clients no longer find us; requests in flight finish.
 			_ = os.Remove(descPath)
+			svc.Drain()
 			drained := make(chan struct{})
 			go func() { srv.GracefulStop(); close(drained) }()
 			select {

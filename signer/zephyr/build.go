@@ -42,7 +42,6 @@ type Value struct {
 // Key is the signing key the build configures.
 type Key struct {
 	Ref     string // what to pass as -k: a file path or a pkcs11: URI; "" for none
-	Setting string // the configured value, before expansion and resolution
 	From    string
 	Err     error // why Ref cannot be used: no key configured, file missing
 	InExtra bool  // Ref comes from CONFIG_MCUBOOT_EXTRA_IMGTOOL_ARGS
@@ -504,7 +503,7 @@ func (b *Build) keyFromExtra() {
 			if b.Key.Ref != "" && b.Key.Ref != v {
 				b.Notes = append(b.Notes, fmt.Sprintf("%s names the key %s; %s, after it, names %s, which is the one used", b.Key.From, b.Key.Ref, a.From, v))
 			}
-			b.Key = Key{Ref: v, Setting: v, From: a.From, InExtra: true}
+			b.Key = Key{Ref: v, From: a.From, InExtra: true}
 		}
 	}
 }

@@ -25,7 +25,7 @@ func (b *Build) inferKey(top, im *image, getenv func(string) string) {
 	}
 	cfg := owner.file("zephyr/.config")
 	setting, _ := owner.conf.String(sym)
-	b.Key = Key{Setting: setting, From: cfg + " " + sym}
+	b.Key = Key{From: cfg + " " + sym}
 	if setting == "" {
 		if im.conf.Bool("CONFIG_MCUBOOT_GENERATE_UNSIGNED_IMAGE") {
 			b.Key.From = im.file("zephyr/.config") + " CONFIG_MCUBOOT_GENERATE_UNSIGNED_IMAGE=y: the build makes an unsigned image; pass -k to sign"
