@@ -220,6 +220,11 @@ func Attach(d *Descriptor, conn net.Conn) (*Conn, error) {
 	cl, gc, err := dispense(client)
 	if err != nil {
 		close(r.done)
+		first.Do(func() {
+			if conn != nil {
+				conn.Close()
+			}
+		})
 		return nil, fmt.Errorf("cannot attach to mcusignd at %s: %v", d.Address, err)
 	}
 	cl.name = fmt.Sprintf("mcusignd (standing, pid %d, socket %s)", d.PID, d.Address)

@@ -10,9 +10,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/mcusign/mcusign/signer/imgcheck"
 	"github.com/mcusign/mcusign/signer"
 	"github.com/mcusign/mcusign/signer/compress"
+	"github.com/mcusign/mcusign/signer/imgcheck"
 )
 
 // countingKey counts the signatures a Key makes, like an HSM audit log.

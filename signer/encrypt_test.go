@@ -10,8 +10,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/mcusign/mcusign/signer/imgcheck"
 	"github.com/mcusign/mcusign/signer"
+	"github.com/mcusign/mcusign/signer/imgcheck"
 )
 
 // encScheme is one -E configuration: signing key, device key, options, and

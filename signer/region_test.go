@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-func regionOf(t *testing.T, big bool, secCnt bool) []byte {
+func regionOf(t testing.TB, big bool, secCnt bool) []byte {
 	t.Helper()
 	o := Options{Version: Version{1, 2, 3, 4}, HeaderSize: 0x200, PadHeader: true, SlotSize: 0x10000, Align: 1, BigEndian: big, Vector: "payload"}
 	if secCnt {
@@ -65,4 +65,18 @@ func TestFlagNames(t *testing.T) {
 	if got != "NON_BOOTABLE,RAM_LOAD,0x80000000" {
 		t.Fatal(got)
 	}
+}
+
+// The daemon parses bytes from clients: no input may panic, and whatever
+// it accepts is exactly a region.
+func FuzzParseSignedRegion(f *testing.F) {
+	f.Add(regionOf(f, false, true))
+	f.Add(regionOf(f, true, false))
+	f.Add([]byte{0x3d, 0xb8, 0xf3, 0x96})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := ParseSignedRegion(b)
+		if err == nil && r.Size() != len(b) {
+			t.Fatalf("accepted %d bytes as a region of %d", len(b), r.Size())
+		}
+	})
 }

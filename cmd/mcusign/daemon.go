@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mcusign/mcusign/daemon/audit"
+	"github.com/mcusign/mcusign/cmd/internal/daemon/audit"
 	"github.com/mcusign/mcusign/plugin"
 )
 

@@ -9,9 +9,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/mcusign/mcusign/signer/imgcheck"
 	"github.com/mcusign/mcusign/signer"
 	"github.com/mcusign/mcusign/signer/ihex"
+	"github.com/mcusign/mcusign/signer/imgcheck"
 )
 
 func vecPath(t *testing.T, rel string) string {

@@ -20,8 +20,8 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
-	"github.com/mcusign/mcusign/daemon"
-	"github.com/mcusign/mcusign/daemon/audit"
+	"github.com/mcusign/mcusign/cmd/internal/daemon"
+	"github.com/mcusign/mcusign/cmd/internal/daemon/audit"
 	"github.com/mcusign/mcusign/plugin"
 	"github.com/mcusign/mcusign/plugin/peercred"
 	"github.com/mcusign/mcusign/signer/pkcs11key"

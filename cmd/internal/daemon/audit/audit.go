@@ -154,7 +154,7 @@ func Open(path string) (*Log, error) {
 
 func (l *Log) open() error {
 	if err := os.MkdirAll(filepath.Dir(l.path), 0o700); err != nil {
-		return fmt.Errorf("cannot create the directory of audit log %s: %v", l.path, err)
+		return fmt.Errorf("cannot create the directory of audit log %s: %v; fix its permissions or choose another audit log path", l.path, err)
 	}
 	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {

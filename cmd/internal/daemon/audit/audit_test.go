@@ -159,3 +159,28 @@ func TestPartialTailRefused(t *testing.T) {
 	_, err = l.Append(Record{Event: EventSign, Result: ResultOK})
 	require.ErrorContains(t, err, "partial line")
 }
+
+// Verification reads files anyone may have edited: it must never panic,
+// and what it accepts must decode.
+func FuzzVerify(f *testing.F) {
+	dir := f.TempDir()
+	l, err := Open(filepath.Join(dir, "a.jsonl"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := l.Append(Record{Event: EventSign, Result: ResultOK}); err != nil {
+			f.Fatal(err)
+		}
+	}
+	l.Close()
+	data, _ := os.ReadFile(filepath.Join(dir, "a.jsonl"))
+	f.Add(data)
+	f.Add([]byte("{}\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v := &Verifier{}
+		if v.File("f", bytes.NewReader(b)) == nil && v.Summary().Records != bytes.Count(b, []byte("\n")) {
+			t.Fatalf("accepted %d records from %d lines", v.Summary().Records, bytes.Count(b, []byte("\n")))
+		}
+	})
+}

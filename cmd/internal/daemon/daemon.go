@@ -23,7 +23,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	"github.com/mcusign/mcusign/daemon/audit"
+	"github.com/mcusign/mcusign/cmd/internal/daemon/audit"
 	"github.com/mcusign/mcusign/plugin"
 	"github.com/mcusign/mcusign/plugin/peercred"
 	"github.com/mcusign/mcusign/signer"
