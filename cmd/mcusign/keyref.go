@@ -65,11 +65,11 @@ func (e *env) openKey(ref string, needPrivate bool) (*keyRef, error) {
 	}
 	k := &keyRef{name: ref, typ: f.Type, pub: f.Public, file: f}
 	if needPrivate {
+		if !f.IsPrivate() && f.Type.CanSign() {
+			return e.findPrivateFor(ref, f.Public)
+		}
 		s, err := f.Key()
 		if err != nil {
-			if errors.Is(err, filekey.ErrPublicOnly) {
-				return nil, usagef("%s holds only a public key; signing requires the private key (or its pkcs11: URI)", ref)
-			}
 			return nil, fmt.Errorf("%s: %w", ref, err)
 		}
 		k.signer = s

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"golang.org/x/term"
 
@@ -203,4 +206,97 @@ func printKeyInfo(w io.Writer, kind string, info *plugin.KeyInfo) {
 		fmt.Fprintf(w, "can sign:          %t\n", info.Sign)
 	}
 	fmt.Fprintf(w, "public key object: %t\n", info.HasPublicObject)
+}
+
+// envKeySearch names the token(s) searched for the private half of a
+// public-key PEM given as the signing key.
+const envKeySearch = "MCUSIGN_KEY_SEARCH"
+
+// findPrivateFor finds the token key whose public half is pub, so that a
+// public-key PEM can stand for its HSM key: the build (and MCUboot's getpub)
+// then name one portable file, and no private key file exists anywhere.
+func (e *env) findPrivateFor(pemPath string, pub crypto.PublicKey) (*keyRef, error) {
+	want, err := signer.PublicKeyBytes(pub)
+	if err != nil {
+		return nil, err
+	}
+	search := os.Getenv(envKeySearch)
+	if search == "" {
+		search = "pkcs11:"
+	}
+	if err := e.checkURI(search); err != nil {
+		return nil, fmt.Errorf("%s: %w", envKeySearch, err)
+	}
+	var keys []pkcs11key.KeyInfo
+	var listErr error
+	var conn *plugin.Conn
+	if inProcess() {
+		keys, listErr = pkcs11key.List(context.Background(), search, e.pkcs11Options())
+	} else {
+		if conn, err = e.daemonFor(search); err != nil {
+			return nil, err
+		}
+		var infos []plugin.KeyInfo
+		infos, listErr = conn.ListKeys(context.Background(), search)
+		for _, i := range infos {
+			keys = append(keys, pkcs11key.KeyInfo{Type: i.Type, Label: i.Label, URI: i.URI, Public: i.Public, HasPrivate: i.HasPrivate})
+		}
+	}
+	if listErr != nil {
+		if conn != nil {
+			conn.Close()
+		}
+		return nil, fmt.Errorf("%s holds only a public key, and listing the keys of %s to find its private key failed: %w", pemPath, search, listErr)
+	}
+	var match []pkcs11key.KeyInfo
+	var labels []string
+	for _, k := range keys {
+		if !k.HasPrivate || k.Public == nil {
+			continue
+		}
+		labels = append(labels, fmt.Sprintf("%q", k.Label))
+		if got, err := signer.PublicKeyBytes(k.Public); err == nil && bytes.Equal(got, want) {
+			match = append(match, k)
+		}
+	}
+	if len(match) != 1 {
+		if conn != nil {
+			conn.Close()
+		}
+		if len(match) == 0 {
+			return nil, fmt.Errorf("%s holds only a public key and no private key in %s matches it (searched keys: %s); sign with the pkcs11: URI of the key, or set %s to the token that holds it", pemPath, search, strings.Join(labels, ", "), envKeySearch)
+		}
+		var uris []string
+		for _, k := range match {
+			uris = append(uris, k.URI)
+		}
+		return nil, fmt.Errorf("%s matches %d private keys in %s (%s); pass the pkcs11: URI of the one to use", pemPath, len(match), search, strings.Join(uris, ", "))
+	}
+	uri := match[0].URI
+	fmt.Fprintf(e.stderr, "mcusign: %s is a public key; signing with its private key %s\n", pemPath, uri)
+	if conn != nil {
+		conn.Close()
+	}
+	k, _, err := openPKCS11Key(e, withSearchParams(uri, search), true)
+	return k, err
+}
+
+// withSearchParams carries module-path and pin-source of the search URI over
+// to the key found with it (the daemon returns URIs without them).
+func withSearchParams(keyURI, search string) string {
+	s, err := pkcs11key.ParseURI(search)
+	if err != nil || (s.ModulePath == "" && s.PINSource == "") {
+		return keyURI
+	}
+	k, err := pkcs11key.ParseURI(keyURI)
+	if err != nil {
+		return keyURI
+	}
+	if k.ModulePath == "" {
+		k.ModulePath = s.ModulePath
+	}
+	if k.PINSource == "" {
+		k.PINSource = s.PINSource
+	}
+	return k.String()
 }
