@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"crypto"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -23,6 +25,25 @@ func (e *env) writeOutput(path string, data []byte) error {
 		return err
 	}
 	return fileutil.WriteFile(path, data, 0o644)
+}
+
+// exportPublic writes what emit makes of key's public half (getpub,
+// getpubhash) to output or stdout.
+func (e *env) exportPublic(key, encoding, suffix, output string, emit func(io.Writer, crypto.PublicKey, keyfmt.Encoding, string) error) error {
+	enc, err := keyfmt.ParseEncoding(encoding)
+	if err != nil {
+		return usageError{err}
+	}
+	k, err := e.openKey(key, false)
+	if err != nil {
+		return err
+	}
+	defer k.Close()
+	var buf bytes.Buffer
+	if err := emit(&buf, k.pub, enc, suffix); err != nil {
+		return usageError{err}
+	}
+	return e.writeOutput(output, buf.Bytes())
 }
 
 func newGetpubCmd(e *env) *cobra.Command {
@@ -54,20 +75,7 @@ existing as a file. Output is byte-identical to imgtool getpub.`,
 			if suffix != "" && (e2 == "pem" || e2 == "raw") {
 				return usagef("--name-suffix only applies to lang-c and lang-rust output")
 			}
-			encoding, err := keyfmt.ParseEncoding(e2)
-			if err != nil {
-				return usageError{err}
-			}
-			k, err := e.openKey(key, false)
-			if err != nil {
-				return err
-			}
-			defer k.Close()
-			var buf bytes.Buffer
-			if err := keyfmt.PublicKey(&buf, k.pub, encoding, suffix); err != nil {
-				return usageError{err}
-			}
-			return e.writeOutput(output, buf.Bytes())
+			return e.exportPublic(key, e2, suffix, output, keyfmt.PublicKey)
 		},
 	}
 	fl := cmd.Flags()
@@ -93,20 +101,7 @@ whose images use SHA-384 or SHA-512 key hashes.)`,
 			if suffix != "" && enc.value == "raw" {
 				return usagef("--name-suffix only applies to lang-c output")
 			}
-			encoding, err := keyfmt.ParseEncoding(enc.value)
-			if err != nil {
-				return usageError{err}
-			}
-			k, err := e.openKey(key, false)
-			if err != nil {
-				return err
-			}
-			defer k.Close()
-			var buf bytes.Buffer
-			if err := keyfmt.PublicKeyHash(&buf, k.pub, encoding, suffix); err != nil {
-				return usageError{err}
-			}
-			return e.writeOutput(output, buf.Bytes())
+			return e.exportPublic(key, enc.value, suffix, output, keyfmt.PublicKeyHash)
 		},
 	}
 	fl := cmd.Flags()
