@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/mcusign/mcusign/plugin/pb"
@@ -156,6 +157,10 @@ func (k *Key) Sign(ctx context.Context, req signer.SignRequest) ([]byte, error) 
 	if err != nil {
 		return nil, err
 	}
+	timing := signTimingFrom(ctx)
+	if timing != nil {
+		ctx = metadata.AppendToOutgoingContext(ctx, timingRequest, "1")
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := k.c.rpc.Sign(ctx)
@@ -177,6 +182,11 @@ func (k *Key) Sign(ctx context.Context, req signer.SignRequest) ([]byte, error) 
 	resp, err := stream.CloseAndRecv()
 	if err != nil {
 		return nil, k.c.fail("signing", err)
+	}
+	if timing != nil {
+		if v := stream.Trailer().Get(timingTrailer); len(v) > 0 {
+			timing.decode(v[0])
+		}
 	}
 	if len(req.Digest) > 0 && !bytes.Equal(resp.Digest, req.Digest) {
 		return nil, fmt.Errorf("%s signed a different digest than this image's; the image was changed in transit, retry", k.c.name)

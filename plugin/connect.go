@@ -145,6 +145,11 @@ func (c *Conn) Close() {
 // (to remove what the caller set up for it).
 func (c *Conn) AfterClose(fn func()) { c.after = append(c.after, fn) }
 
+// Share returns another Conn over c's connection, for a later operation of
+// the same command: closing it does nothing, c's own Close releases the
+// connection.
+func (c *Conn) Share() *Conn { return &Conn{Client: c.Client, Standing: c.Standing, Where: c.Where} }
+
 // Probe connects to a standing daemon's socket. ECONNREFUSED or ENOENT mean
 // no daemon is listening there (a stale descriptor).
 func Probe(d *Descriptor) (net.Conn, error) {

@@ -14,6 +14,11 @@ import (
 
 func registerSigner(s *grpc.Server, svc Service) { pb.RegisterSignerServer(s, NewServer(svc)) }
 
+// UploadWindow is the HTTP/2 flow-control window of one Sign upload (a
+// connection gets twice that): how much of an image a client may send
+// before the daemon has read any of it.
+const UploadWindow = 4 << 20
+
 // ShutdownMethod is go-plugin's controller RPC that stops a server; any
 // connected peer may call it.
 const ShutdownMethod = "/plugin.GRPCController/Shutdown"
@@ -40,6 +45,10 @@ type ServerConfig struct {
 // GRPCServer returns the constructor for go-plugin's ServeConfig.GRPCServer.
 func (cfg ServerConfig) GRPCServer() func([]grpc.ServerOption) *grpc.Server {
 	return func(opts []grpc.ServerOption) *grpc.Server {
+		// Flow-control windows large enough for a typical image: with
+		// HTTP/2's default 64 KiB, every 64 KiB of an upload waits for a
+		// window update, i.e. for both processes to be scheduled again.
+		opts = append(opts, grpc.InitialWindowSize(UploadWindow), grpc.InitialConnWindowSize(2*UploadWindow))
 		if cfg.Creds != nil {
 			// Appended last, so it replaces any credentials in opts.
 			opts = append(opts, grpc.Creds(cfg.Creds))

@@ -6,11 +6,13 @@ import (
 	"crypto"
 	"crypto/ed25519"
 	"crypto/sha512"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
@@ -75,7 +77,7 @@ func (s *stub) Status(context.Context) (*plugin.Status, error) {
 
 // serve runs the standing-mode gRPC server (peer credentials, no
 // go-plugin services) on a unix socket and returns a connection to it.
-func serve(t *testing.T, svc plugin.Service, refused *[]string) *grpc.ClientConn {
+func serve(t testing.TB, svc plugin.Service, refused *[]string) *grpc.ClientConn {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "s")
 	l, err := net.Listen("unix", sock)
@@ -164,7 +166,7 @@ func TestSignShortUpload(t *testing.T) {
 
 // registerController stands in for go-plugin's controller service, whose
 // Shutdown stops the server; the test fails if it is ever reached.
-func registerController(s *grpc.Server, t *testing.T) {
+func registerController(s *grpc.Server, t testing.TB) {
 	s.RegisterService(&grpc.ServiceDesc{
 		ServiceName: "plugin.GRPCController",
 		HandlerType: (*any)(nil),
@@ -225,4 +227,56 @@ func TestPeerCheckRefusesBeforeRPC(t *testing.T) {
 	require.EqualValues(t, os.Getpid(), seen.PID)
 	exe, _ := os.Executable()
 	require.Equal(t, exe, seen.Exe)
+}
+
+// BenchmarkUpload measures the transport alone: Sign requests of typical
+// region sizes over a unix socket to a service that only receives them.
+func BenchmarkUpload(b *testing.B) {
+	pub, _, _ := ed25519.GenerateKey(nil)
+	var refused []string
+	c := plugin.NewClient(serve(b, &stub{pub: pub}, &refused))
+	k, err := c.OpenKey(context.Background(), "pkcs11:object=fw")
+	require.NoError(b, err)
+	for _, size := range []int{64 << 10, 1 << 20} {
+		payload := make([]byte, size)
+		b.Run(fmt.Sprintf("size=%dKiB", size>>10), func(b *testing.B) {
+			b.SetBytes(int64(size))
+			for i := 0; i < b.N; i++ {
+				if _, err := k.Sign(context.Background(), signer.SignRequest{Payload: payload, Hash: crypto.SHA512}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// timedStub reports where a request's time went.
+type timedStub struct{ *stub }
+
+func (s timedStub) Sign(ctx context.Context, in plugin.SignInput) (*plugin.SignOutput, error) {
+	out, err := s.stub.Sign(ctx, in)
+	if out != nil {
+		out.Timing = plugin.SignTiming{Receive: 1500 * time.Microsecond, Hash: 2, Queue: 3, Token: time.Second, Audit: 5 * time.Millisecond}
+	}
+	return out, err
+}
+
+// A client that asks gets the daemon's timing back with the signature;
+// one that does not ask gets the signature alone.
+func TestSignTiming(t *testing.T) {
+	pub, _, _ := ed25519.GenerateKey(nil)
+	var refused []string
+	c := plugin.NewClient(serve(t, timedStub{&stub{pub: pub}}, &refused))
+	k, err := c.OpenKey(context.Background(), "pkcs11:object=fw")
+	require.NoError(t, err)
+	payload := []byte("region")
+	d := sha512.Sum512(payload)
+	req := signer.SignRequest{Payload: payload, Digest: d[:], Hash: crypto.SHA512}
+	var tm plugin.SignTiming
+	sig, err := k.Sign(plugin.WithSignTiming(context.Background(), &tm), req)
+	require.NoError(t, err)
+	require.Equal(t, "signature", string(sig))
+	require.Equal(t, plugin.SignTiming{Receive: 1500 * time.Microsecond, Hash: 2, Queue: 3, Token: time.Second, Audit: 5 * time.Millisecond}, tm)
+	_, err = k.Sign(context.Background(), req)
+	require.NoError(t, err)
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/mcusign/mcusign/plugin/pb"
@@ -77,6 +78,9 @@ func (s *server) Sign(stream pb.Signer_SignServer) error {
 	if err != nil {
 		return toStatus(err)
 	}
+	if wantsTiming(stream.Context()) {
+		stream.SetTrailer(metadata.Pairs(timingTrailer, out.Timing.encode()))
+	}
 	return stream.SendAndClose(&pb.SignResponse{
 		Signature:      out.Signature,
 		Digest:         out.Digest,
@@ -86,10 +90,12 @@ func (s *server) Sign(stream pb.Signer_SignServer) error {
 	})
 }
 
-// receive collects exactly size bytes of chunks. Recv runs in its own
-// goroutine so that ctx (the daemon's request deadline) can end a stalled
-// upload; when the handler returns, gRPC cancels the stream and the
-// goroutine's Recv fails, so it does not outlive the request.
+// receive collects exactly size bytes of chunks into one buffer allocated
+// up front (the service has checked size against its limit; the
+// allocation is capped all the same). Recv runs in its own goroutine so
+// that ctx (the daemon's request deadline) can end a stalled upload; when
+// the handler returns, gRPC cancels the stream and the goroutine's Recv
+// fails, so it does not outlive the request.
 func receive(ctx context.Context, stream pb.Signer_SignServer, size int64) ([]byte, error) {
 	type result struct {
 		b   []byte
@@ -97,7 +103,7 @@ func receive(ctx context.Context, stream pb.Signer_SignServer, size int64) ([]by
 	}
 	ch := make(chan result, 1)
 	go func() {
-		buf := make([]byte, 0, min(size, 1<<20))
+		buf := make([]byte, 0, min(size, 256<<20))
 		for {
 			m, err := stream.Recv()
 			if err == io.EOF {

@@ -49,6 +49,18 @@ type SignOutput struct {
 	KeyType     signer.KeyType
 	Fingerprint string // "sha256:<hex>" of the MCUboot public key encoding
 	AuditSeq    uint64
+	Timing      SignTiming // where the request's time went
+}
+
+// SignTiming is where a daemon spent one Sign request's time. A client
+// that asks for it (see WithSignTiming) gets it back in the call's trailer;
+// mcusign prints it with MCUSIGN_TRACE=1. It holds durations only.
+type SignTiming struct {
+	Receive time.Duration // receiving the region from the client
+	Hash    time.Duration // parsing and hashing the region
+	Queue   time.Duration // waiting for one of the token slots
+	Token   time.Duration // the key's signing operation in the token
+	Audit   time.Duration // writing and syncing the audit record
 }
 
 // KeyPurpose says what a PublicKey lookup is for.

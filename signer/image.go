@@ -17,6 +17,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 )
 
 // FixedSignature is a signature made elsewhere (--fix-sig) with the public
@@ -45,8 +46,19 @@ type Image struct {
 // or inserting fixed, or neither (an unsigned image). It follows imgtool's
 // byte layout exactly. With Options.Compression the key signs twice: the
 // uncompressed image, whose signature the compressed one carries, and the
-// compressed image.
+// compressed image. app is not modified; Build works on one copy of it
+// (BuildApp works on none).
 func Build(ctx context.Context, app []byte, opts Options, key Key, fixed *FixedSignature) (*Image, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	a := NewApp(len(app), opts)
+	copy(a.Bytes(), app)
+	return BuildApp(ctx, a, opts, key, fixed)
+}
+
+// prepare checks the options and the key for one build.
+func prepare(opts *Options, key Key, fixed *FixedSignature) (*signing, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
@@ -56,18 +68,7 @@ func Build(ctx context.Context, app []byte, opts Options, key Key, fixed *FixedS
 	if fixed != nil && opts.Compression != CompressNone {
 		return nil, ErrCompressNeedsKey
 	}
-	s, err := newSigning(&opts, key, fixed)
-	if err != nil {
-		return nil, err
-	}
-	body, err := headerSlot(app, &opts)
-	if err != nil {
-		return nil, err
-	}
-	if opts.Compression != CompressNone {
-		return s.buildCompressed(ctx, body, opts)
-	}
-	return s.assemble(ctx, body, opts, buildPass{encrypt: true})
+	return newSigning(opts, key, fixed)
 }
 
 // ErrCompressNeedsKey refuses --compression with external signing: imgtool
@@ -128,25 +129,6 @@ func newSigning(opts *Options, key Key, fixed *FixedSignature) (*signing, error)
 	return s, nil
 }
 
-// headerSlot returns the body with the header slot in front: prepended
-// erased bytes with --pad-header, else the input's own zeroed bytes.
-func headerSlot(app []byte, opts *Options) ([]byte, error) {
-	hs := opts.HeaderSize
-	if opts.PadHeader {
-		body := make([]byte, hs+len(app))
-		fill(body[:hs], opts.erased())
-		copy(body[hs:], app)
-		return body, nil
-	}
-	if len(app) < hs {
-		return nil, fmt.Errorf("the input (%d bytes) is shorter than the %d-byte header slot; add --pad-header to prepend the header", len(app), hs)
-	}
-	if !allZero(app[:hs]) {
-		return nil, fmt.Errorf("the input does not start with %#x zero bytes for the header: add --pad-header to prepend them, or build with room for the MCUboot header (CONFIG_ROM_START_OFFSET)", hs)
-	}
-	return bytes.Clone(app), nil
-}
-
 // buildPass is what differs between the images one Build may make.
 type buildPass struct {
 	compTLVs  []TLV  // DECOMP_SIZE/SHA/SIGNATURE, COMP_DEC_SIZE: protected, after the dependencies
@@ -154,16 +136,23 @@ type buildPass struct {
 	// encrypt pads, encrypts and adds the key TLV. The uncompressed first
 	// image of a compressed build has only the flags, as imgtool makes it.
 	encrypt bool
+	// inPlace builds the image in body itself (and its spare capacity),
+	// which the image then shares.
+	inPlace bool
 }
 
 // assemble builds one image from body (header slot + payload); body is not
-// modified.
+// modified unless p.inPlace.
 func (s *signing) assemble(ctx context.Context, body []byte, opts Options, p buildPass) (*Image, error) {
 	bo := byteOrder(opts.BigEndian)
 	hs, hash, enc := opts.HeaderSize, s.hash, opts.Encrypt
 	encrypt := enc != nil && p.encrypt
 
-	buf := bytes.Clone(body)
+	buf := body
+	if !p.inPlace {
+		buf = make([]byte, len(body), len(body)+tailRoom(&opts))
+		copy(buf, body)
+	}
 	if encrypt && len(buf)%16 != 0 {
 		// imgtool pads header slot + body to whole AES blocks, also with
 		// --clear; the padding is part of the image and its hash.
@@ -320,22 +309,68 @@ func (s *signing) sign(ctx context.Context, req SignRequest) ([]byte, error) {
 	return sig, nil
 }
 
-// Padded returns the image as flashed into a slot: with --pad, --confirm or
-// --test it is filled to the slot size and ends with the trailer; otherwise
-// it is Bytes unchanged.
-func (img *Image) Padded() []byte {
+// Size is the length of the image as flashed into a slot (WriteTo,
+// Padded): the slot size with --pad, --confirm or --test, else len(Bytes).
+func (img *Image) Size() int {
 	o := &img.opts
 	if !o.padded() {
+		return len(img.Bytes)
+	}
+	return max(o.SlotSize, len(img.Bytes)+trailerSize(o, img.encTLVLen))
+}
+
+// Padded returns the image as flashed into a slot: with --pad, --confirm or
+// --test it is filled to the slot size and ends with the trailer; otherwise
+// it is Bytes unchanged. WriteTo writes the same without making it.
+func (img *Image) Padded() []byte {
+	if !img.opts.padded() {
 		return img.Bytes
 	}
-	t := trailerSize(o, img.encTLVLen)
-	out := make([]byte, max(o.SlotSize, len(img.Bytes)+t))
-	copy(out, img.Bytes)
-	fill(out[len(img.Bytes):], o.erased())
-	for _, p := range img.TrailerPatches() {
-		copy(out[len(out)-o.SlotSize+p.Offset:], p.Data)
+	var b bytes.Buffer
+	b.Grow(img.Size())
+	_, _ = img.WriteTo(&b)
+	return b.Bytes()
+}
+
+// WriteTo writes the image as flashed into a slot (what Padded returns),
+// streaming the erased fill instead of making a slot-sized copy.
+func (img *Image) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(img.Bytes)
+	written := int64(n)
+	if err != nil || !img.opts.padded() {
+		return written, err
 	}
-	return out
+	o := &img.opts
+	// The trailer patches lie in the slot's last bytes; everything between
+	// the image and the first patch is erased flash.
+	patches := img.TrailerPatches()
+	first := o.SlotSize
+	for _, p := range patches {
+		first = min(first, p.Offset)
+	}
+	tail := make([]byte, o.SlotSize-first)
+	fill(tail, o.erased())
+	for _, p := range patches {
+		copy(tail[p.Offset-first:], p.Data)
+	}
+	gap := int64(img.Size() - len(img.Bytes) - len(tail))
+	if gap < 0 { // Build refuses images that leave no room for the trailer
+		return written, fmt.Errorf("the image (%#x bytes) overlaps its trailer in the %#x-byte slot", len(img.Bytes), o.SlotSize)
+	}
+	if gap > 0 {
+		chunk := make([]byte, min(gap, 256<<10))
+		fill(chunk, o.erased())
+		for gap > 0 {
+			n, err := w.Write(chunk[:min(gap, int64(len(chunk)))])
+			written += int64(n)
+			gap -= int64(n)
+			if err != nil {
+				return written, err
+			}
+		}
+	}
+	n, err = w.Write(tail)
+	return written + int64(n), err
 }
 
 // Patch is data at an offset from the start of the slot.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/term"
 
@@ -50,14 +51,27 @@ func socketDir() (string, bool) {
 // connectDaemon attaches to the standing mcusignd if one serves in the
 // socket directory, else launches one for this command. uri (may be empty)
 // is the key the command will use; an on-demand daemon may need its PIN.
+//
+// A command's operations share its connection to a standing daemon (the
+// images of a --build-dir, -E's public key): the first connects, later ones
+// get a view of it, and run closes it when the command ends.
 func (e *env) connectDaemon(uri string) (*plugin.Conn, error) {
+	defer trace.since("connect", time.Now())
+	if e.standing != nil {
+		return e.standing.Share(), nil
+	}
 	dir, explicit := socketDir()
 	d, err := plugin.ReadDescriptor(dir)
 	switch {
 	case err == nil:
 		conn, perr := plugin.Probe(d)
 		if perr == nil {
-			return plugin.Attach(d, conn)
+			c, err := plugin.Attach(d, conn)
+			if err != nil {
+				return nil, err
+			}
+			e.standing = c
+			return c.Share(), nil
 		}
 		if errors.Is(perr, syscall.EACCES) || errors.Is(perr, syscall.EPERM) {
 			return nil, fmt.Errorf("mcusignd at %s does not let this user (uid %d) connect: permission denied on its socket; ask to be added to its --group", d.Address, os.Getuid())

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/mcusign/mcusign/signer"
 	"github.com/mcusign/mcusign/signer/ihex"
 )
 
@@ -32,4 +34,35 @@ func readImage(path string) (data []byte, base *uint32, err error) {
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return data, &b, nil
+}
+
+// readApp reads a binary input file into an App laid out for opts: the one
+// buffer its image is built in, with no copy in between.
+func readApp(path string, opts signer.Options) (*signer.App, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, usagef("input file %s not found", path)
+		}
+		return nil, fmt.Errorf("cannot read %s: %w", path, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("cannot read %s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() { // a pipe, a device: its size is unknown
+		raw, err := io.ReadAll(f)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read %s: %w", path, err)
+		}
+		a := signer.NewApp(len(raw), opts)
+		copy(a.Bytes(), raw)
+		return a, nil
+	}
+	a, err := signer.ReadApp(f, st.Size(), opts)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read %s: %w", path, err)
+	}
+	return a, nil
 }

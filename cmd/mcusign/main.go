@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/mcusign/mcusign/plugin"
 	"github.com/mcusign/mcusign/signer"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -38,6 +39,8 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
+
+	standing *plugin.Conn // the command's connection to a standing mcusignd, once made
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -48,6 +51,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	cmd, err := root.ExecuteC()
+	if e.standing != nil {
+		e.standing.Close()
+	}
+	trace.print(stderr)
 	if err == nil {
 		return 0
 	}

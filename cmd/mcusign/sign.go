@@ -6,8 +6,10 @@ import (
 	"crypto"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -297,10 +299,20 @@ func (e *env) sign(cmd *cobra.Command, f *signFlags, infile, outfile string) err
 		return usageError{signer.ErrCompressNeedsKey}
 	}
 
-	app, base, err := readImage(infile)
+	// A binary input is read straight into the buffer its image is built in.
+	t := time.Now()
+	var app *signer.App
+	var data []byte
+	var base *uint32
+	if isHex(infile) {
+		data, base, err = readImage(infile)
+	} else {
+		app, err = readApp(infile, opts)
+	}
 	if err != nil {
 		return err
 	}
+	trace.since("read", t)
 	// imgtool moves a HEX base down by the prepended header (but not from 0).
 	if base != nil && opts.PadHeader && *base != 0 {
 		if *base < uint32(opts.HeaderSize) {
@@ -323,12 +335,14 @@ func (e *env) sign(cmd *cobra.Command, f *signFlags, infile, outfile string) err
 	var key signer.Key
 	var fixed *signer.FixedSignature
 	if f.key != "" {
+		t, connected := time.Now(), trace.get("connect")
 		k, err := e.openKey(f.key, true)
 		if err != nil {
 			return err
 		}
 		defer k.Close()
 		key = k.signer
+		trace.add("lookup", time.Since(t)-(trace.get("connect")-connected))
 	}
 	if f.fixSig != "" {
 		if fixed, err = e.loadFixedSig(f.fixSig, f.fixSigPubkey); err != nil {
@@ -344,7 +358,12 @@ func (e *env) sign(cmd *cobra.Command, f *signFlags, infile, outfile string) err
 		}
 	}
 
-	img, err := signer.Build(context.Background(), app, opts, key, fixed)
+	img, err := tracedBuild(key, func(ctx context.Context, key signer.Key) (*signer.Image, error) {
+		if app != nil {
+			return signer.BuildApp(ctx, app, opts, key, fixed)
+		}
+		return signer.Build(ctx, data, opts, key, fixed)
+	})
 	if err != nil {
 		return err
 	}
@@ -352,7 +371,9 @@ func (e *env) sign(cmd *cobra.Command, f *signFlags, infile, outfile string) err
 		fmt.Fprintf(e.stdout, "compressed image size: %d bytes\noriginal image size: %d bytes\n", c.CompressedSize, c.OriginalSize)
 	}
 
-	var out []byte
+	// A binary image is written from the buffer it was built in, its
+	// erased fill streamed (Image.WriteTo).
+	var out io.WriterTo = img
 	if isHex(outfile) {
 		segs := []ihex.Segment{{Addr: *base, Data: img.Bytes}}
 		if opts.Pad || opts.Confirm || opts.Test {
@@ -364,15 +385,15 @@ func (e *env) sign(cmd *cobra.Command, f *signFlags, infile, outfile string) err
 		if err := ihex.Write(&buf, segs...); err != nil {
 			return err
 		}
-		out = buf.Bytes()
-	} else {
-		out = img.Padded()
+		out = &buf
 	}
-	files := map[string][]byte{outfile: out}
+	files := map[string]io.WriterTo{outfile: out}
 	if f.sigOut != "" {
-		files[f.sigOut] = []byte(base64.StdEncoding.EncodeToString(img.Signature))
+		files[f.sigOut] = strings.NewReader(base64.StdEncoding.EncodeToString(img.Signature))
 	}
-	return fileutil.WriteAll(files, 0o644)
+	t = time.Now()
+	defer trace.since("write", t)
+	return fileutil.WriteAllFrom(files, 0o644)
 }
 
 // encryption loads the device's public key for -E (a PEM file, private or

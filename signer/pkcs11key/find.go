@@ -36,6 +36,9 @@ var (
 	ErrWrongKeyType = errors.New("wrong key type")
 	ErrKeyExists    = errors.New("key already exists")
 	ErrNoPublicKey  = errors.New("public key unavailable")
+	// ErrKeyChanged: after a token fault, the key found again under the
+	// label and id of an open Key has another public key.
+	ErrKeyChanged = errors.New("key changed")
 )
 
 // Named curve OIDs in CKA_EC_PARAMS.

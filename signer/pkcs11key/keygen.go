@@ -45,7 +45,7 @@ func Generate(ctx context.Context, uri string, kt signer.KeyType, opts Options) 
 			}
 			return t.opError(fmt.Sprintf("generating %s key %q", kt, label), err)
 		}
-		k, err = t.newKey(sh, object{h: h, class: pkcs11.CKO_PRIVATE_KEY, ktype: ktype, label: label, id: id})
+		k, err = t.newKey(sh, object{h: h, class: pkcs11.CKO_PRIVATE_KEY, ktype: ktype, label: label, id: id}, u, opts)
 		return err
 	})
 	if err != nil {
@@ -189,7 +189,7 @@ func Import(ctx context.Context, uri string, priv crypto.PrivateKey, opts Option
 			_ = p.DestroyObject(sh, h)
 			return t.opError(fmt.Sprintf("importing public key %q", label), err)
 		}
-		k, err = t.newKey(sh, object{h: h, class: pkcs11.CKO_PRIVATE_KEY, ktype: ktype, label: label, id: id})
+		k, err = t.newKey(sh, object{h: h, class: pkcs11.CKO_PRIVATE_KEY, ktype: ktype, label: label, id: id}, u, opts)
 		return err
 	})
 	if err != nil {
@@ -284,14 +284,12 @@ func InitToken(ctx context.Context, uri, soPIN, userPIN string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	path, err := modulePath(u)
+	m, err := moduleFor(u)
 	if err != nil {
 		return err
 	}
-	m, err := loadModule(path)
-	if err != nil {
-		return err
-	}
+	m.ops.RLock()
+	defer m.ops.RUnlock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.live {

@@ -65,17 +65,23 @@ type Options struct {
 	// MCUSIGN_PIN_FILE gives one. Nil means never prompt.
 	Prompt func(ctx context.Context, prompt string) (string, error)
 	// Warn receives warnings about accepted but unsafe input, such as
-	// pin-value. Nil logs them with the standard logger.
+	// pin-value, and about token faults (a token that went away, after
+	// which the module is initialised again). Nil logs them with the
+	// standard logger.
 	Warn func(msg string)
 }
 
 func (o Options) warn(u *URI) {
 	for _, w := range u.Warnings() {
-		if o.Warn != nil {
-			o.Warn(w)
-		} else {
-			log.Print("warning: " + w)
-		}
+		o.notify(w)
+	}
+}
+
+func (o Options) notify(msg string) {
+	if o.Warn != nil {
+		o.Warn(msg)
+	} else {
+		log.Print("warning: " + msg)
 	}
 }
 
@@ -91,16 +97,114 @@ var registry = struct {
 // must be the first to initialise: before that we initialise only briefly
 // (to find the token) and finalise again. Once live, our handle's
 // C_Initialize returns CKR_CRYPTOKI_ALREADY_INITIALIZED and both share the
-// library's state. Tokens created by other processes after that are not
-// seen until the process restarts (SoftHSM scans its token directory only
-// in C_Initialize).
+// library's state.
+//
+// Tokens fail: a USB token is pulled, a network HSM drops its link, a
+// SoftHSM token directory is moved away, deleted or re-initialised. SoftHSM
+// then answers CKR_OBJECT_HANDLE_INVALID for the keys it had and
+// CKR_GENERAL_ERROR for the token's information, and keeps failing even
+// after the token is back: it reads its token directory only in
+// C_Initialize. So a fault (see fault) resets the whole module: every
+// token's sessions, login and crypto11 context are dropped and the library
+// is finalised; the next operation initialises it again (which also finds
+// tokens created since), logs in again and finds its keys again (Key keeps
+// working across resets). ops makes a reset wait for the operations in
+// flight, which would otherwise run into a finalised library.
 type module struct {
 	path string
 	p11  *pkcs11.Ctx
 
+	// ops is held shared by every operation that uses the module's
+	// sessions, object handles or crypto11 contexts, and exclusively by
+	// reset. Never taken twice by one goroutine.
+	ops sync.RWMutex
+	gen uint64 // resets so far; written with ops held exclusively (and mu)
+
 	mu     sync.Mutex // serialises bring-up, token lookup and token creation
 	live   bool
 	tokens map[uint]*token
+	seen   []tokenDesc // tokens opened since the module was loaded, to tell "went away" from "never existed"
+
+	rejMu    sync.Mutex
+	rejected map[[32]byte]bool // HMACs of (token, PIN) pairs a token refused; kept across resets
+}
+
+// run calls op with ops held shared and returns the generation it ran in.
+func (m *module) run(op func() error) (uint64, error) {
+	m.ops.RLock()
+	defer m.ops.RUnlock()
+	return m.gen, op()
+}
+
+// do runs op with ops held shared. If op fails with a token fault, the
+// module is reset and op runs once more: the token may be back already
+// (reconnected, restored), and then nobody sees the fault. Otherwise the
+// second attempt's error (typically: the token is not present) is returned.
+// op must not have produced anything when it fails with a fault.
+func (m *module) do(opts Options, op func() error) error {
+	gen, err := m.run(op)
+	if err == nil || !fault(err) {
+		return err
+	}
+	if m.reset(gen) {
+		opts.notify(fmt.Sprintf("PKCS#11 module %s: %v; dropped its sessions and logins, initialising it again", m.path, err))
+	}
+	_, err = m.run(op)
+	return err
+}
+
+// reset drops every token of the module and finalises the library, unless
+// another reset happened since generation gen (a fault seen by many
+// requests at once resets once).
+func (m *module) reset(gen uint64) bool {
+	m.ops.Lock()
+	defer m.ops.Unlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.gen != gen {
+		return false
+	}
+	m.gen++
+	if !m.live {
+		return true
+	}
+	for _, t := range m.tokens {
+		// crypto11 finalises the library when its last context closes.
+		_ = t.c11.Close()
+	}
+	_ = m.p11.Finalize() // CKR_CRYPTOKI_NOT_INITIALIZED if crypto11 did
+	m.tokens = map[uint]*token{}
+	m.live = false
+	return true
+}
+
+// errLost marks a token this process had open that the live library no
+// longer lists: resetting the module rescans.
+var errLost = errors.New("token lost")
+
+// errNoMatch marks "no token matches the URI" (as opposed to ambiguity).
+var errNoMatch = errors.New("no matching token")
+
+// fault reports whether err means that the token or the library lost the
+// state this process relies on (sessions, login, object handles), so that
+// only finalising and initialising the module again can recover.
+func fault(err error) bool {
+	if errors.Is(err, errLost) {
+		return true
+	}
+	var code pkcs11.Error
+	if !errors.As(err, &code) {
+		return false
+	}
+	switch code {
+	case pkcs11.CKR_SESSION_HANDLE_INVALID, pkcs11.CKR_SESSION_CLOSED,
+		pkcs11.CKR_TOKEN_NOT_PRESENT, pkcs11.CKR_TOKEN_NOT_RECOGNIZED, pkcs11.CKR_DEVICE_REMOVED,
+		pkcs11.CKR_DEVICE_ERROR, pkcs11.CKR_USER_NOT_LOGGED_IN, pkcs11.CKR_OBJECT_HANDLE_INVALID,
+		pkcs11.CKR_KEY_HANDLE_INVALID, pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED, pkcs11.CKR_GENERAL_ERROR,
+		pkcs11.CKR_SLOT_ID_INVALID:
+		return true
+	}
+	return false
 }
 
 // modulePath picks the library: module-path, MCUSIGN_PKCS11_MODULE, then
@@ -175,23 +279,24 @@ func whyNotLoadable(path string) string {
 	return "it is not a shared library"
 }
 
-// openToken loads the module, brings it up if needed and finds the token
-// the URI selects. It does not log in.
-func openToken(u *URI) (*token, error) {
+// moduleFor loads the module the URI names.
+func moduleFor(u *URI) (*module, error) {
 	path, err := modulePath(u)
 	if err != nil {
 		return nil, err
 	}
-	m, err := loadModule(path)
-	if err != nil {
-		return nil, err
-	}
+	return loadModule(path)
+}
+
+// openToken brings the module up if needed and finds the token the URI
+// selects. It does not log in. Called with ops held shared.
+func (m *module) openToken(u *URI) (*token, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.live {
 		slot, ti, err := m.findToken(u)
 		if err != nil {
-			return nil, err
+			return nil, m.gone(u, err)
 		}
 		if t := m.tokens[slot]; t != nil {
 			return t, nil
@@ -211,7 +316,7 @@ func openToken(u *URI) (*token, error) {
 		_ = m.p11.Finalize() // hand C_Initialize to crypto11
 	}
 	if err != nil {
-		return nil, err
+		return nil, m.gone(u, err)
 	}
 	c11, err := m.configure(slot, ti)
 	if err != nil {
@@ -223,6 +328,25 @@ func openToken(u *URI) (*token, error) {
 	}
 	m.live = true
 	return m.addToken(slot, ti, c11), nil
+}
+
+// gone rewrites "no token matches" for a token this process had open: it
+// went away. On a live library that is a fault (errLost): only a rescan,
+// i.e. a reset, can find it again.
+func (m *module) gone(u *URI, err error) error {
+	if !errors.Is(err, errNoMatch) {
+		return err
+	}
+	for _, d := range m.seen {
+		if m.matchToken(u, d) {
+			e := &kindError{kind: ErrTokenNotPresent, err: fmt.Errorf("token %q is not present in PKCS#11 module %s: it was in use and went away (unplugged, deleted or re-initialised, or its HSM is unreachable); reconnect or restore it, it is used again without a restart", d.info.Label, m.path)}
+			if m.live {
+				e.cause = errLost
+			}
+			return e
+		}
+	}
+	return err
 }
 
 // initialize calls C_Initialize and reports whether this call did it.
@@ -268,18 +392,25 @@ func (m *module) configure(slot uint, ti pkcs11.TokenInfo) (*crypto11.Context, e
 		if isCode(err, pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
 			return nil, kindErr(ErrModule, "PKCS#11 module %s was initialised by other code in this process, which crypto11 cannot share; open PKCS#11 keys only through package pkcs11key", m.path)
 		}
-		return nil, kindErr(ErrModule, "opening token %q with crypto11: %v", ti.Label, err)
+		return nil, kindErr(ErrModule, "opening token %q with crypto11: %w", ti.Label, err)
 	}
 	return c11, nil
 }
 
 func (m *module) addToken(slot uint, ti pkcs11.TokenInfo, c11 *crypto11.Context) *token {
 	t := &token{
-		m: m, slot: slot, label: ti.Label, serial: ti.SerialNumber, c11: c11,
+		m: m, gen: m.gen, slot: slot, label: ti.Label, serial: ti.SerialNumber, c11: c11,
 		sem:  make(chan struct{}, poolSize),
 		idle: make(chan pkcs11.SessionHandle, poolSize),
 	}
 	m.tokens[slot] = t
+	known := false
+	for _, d := range m.seen {
+		known = known || (d.info.Label == ti.Label && d.info.SerialNumber == ti.SerialNumber)
+	}
+	if !known && len(m.seen) < 64 {
+		m.seen = append(m.seen, tokenDesc{slot, ti})
+	}
 	return t
 }
 
@@ -332,9 +463,9 @@ func (m *module) findToken(u *URI) (uint, pkcs11.TokenInfo, error) {
 	case len(matches) == 1:
 		return matches[0].slot, matches[0].info, nil
 	case len(all) == 0:
-		return 0, pkcs11.TokenInfo{}, kindErr(ErrTokenNotFound, "PKCS#11 module %s has no initialised token; create one (development: scripts/dev-token.sh, SoftHSM2: softhsm2-util --init-token --free --label <label>)", m.path)
+		return 0, pkcs11.TokenInfo{}, causeErr(ErrTokenNotFound, errNoMatch, "PKCS#11 module %s has no initialised token; create one (development: scripts/dev-token.sh, SoftHSM2: softhsm2-util --init-token --free --label <label>)", m.path)
 	case len(matches) == 0:
-		return 0, pkcs11.TokenInfo{}, kindErr(ErrTokenNotFound, "no token matches %s in PKCS#11 module %s; available tokens: %s", u.tokenSelector(), m.path, listDescs(all))
+		return 0, pkcs11.TokenInfo{}, causeErr(ErrTokenNotFound, errNoMatch, "no token matches %s in PKCS#11 module %s; available tokens: %s", u.tokenSelector(), m.path, listDescs(all))
 	case !u.selectsToken():
 		return 0, pkcs11.TokenInfo{}, kindErr(ErrTokenNotFound, "the URI names no token and PKCS#11 module %s holds %d: %s; add token=<label> to the URI", m.path, len(all), listDescs(all))
 	default:
@@ -387,6 +518,7 @@ const poolSize = 16
 // session of the process, crypto11's included.
 type token struct {
 	m      *module
+	gen    uint64 // the module's generation it was opened in; stale after a reset
 	slot   uint
 	label  string
 	serial string
@@ -395,7 +527,6 @@ type token struct {
 	loginMu  sync.Mutex
 	loggedIn bool
 	persist  pkcs11.SessionHandle // keeps the login alive while pool sessions come and go
-	rejected map[[32]byte]bool    // HMACs of PINs the token refused
 
 	sem  chan struct{}
 	idle chan pkcs11.SessionHandle
@@ -458,8 +589,11 @@ var pinKey = func() []byte {
 	return k
 }()
 
-func pinMAC(pin secret) [32]byte {
+// pinMAC binds the PIN to the token (serial and label), so that the
+// module-wide memory of rejected PINs tells tokens apart.
+func pinMAC(t *token, pin secret) [32]byte {
 	h := hmac.New(sha256.New, pinKey)
+	fmt.Fprintf(h, "%q %q ", t.serial, t.label)
 	h.Write([]byte(pin))
 	var out [32]byte
 	copy(out[:], h.Sum(nil))
@@ -489,7 +623,7 @@ func (t *token) login(ctx context.Context, u *URI, opts Options) error {
 		if pin, err = resolvePIN(ctx, u, t.label, opts.Prompt); err != nil {
 			return err
 		}
-		if t.rejected[pinMAC(pin)] {
+		if t.m.wasRejected(t, pin) {
 			return kindErr(ErrWrongPIN, "token %q already rejected this PIN in this process; mcusign does not send it again, so the token is not locked by retries; fix the PIN source", t.label)
 		}
 	}
@@ -504,12 +638,26 @@ func (t *token) login(ctx context.Context, u *URI, opts Options) error {
 	}
 	_ = t.p11().CloseSession(sh)
 	if isCode(err, pkcs11.CKR_PIN_INCORRECT) {
-		if t.rejected == nil {
-			t.rejected = map[[32]byte]bool{}
-		}
-		t.rejected[pinMAC(pin)] = true
+		t.m.reject(t, pin)
 	}
 	return loginError(t.label, err)
+}
+
+// reject remembers that t refused pin; the memory outlives resets, so a
+// flapping token cannot be locked by the logins that follow them.
+func (m *module) reject(t *token, pin secret) {
+	m.rejMu.Lock()
+	defer m.rejMu.Unlock()
+	if m.rejected == nil {
+		m.rejected = map[[32]byte]bool{}
+	}
+	m.rejected[pinMAC(t, pin)] = true
+}
+
+func (m *module) wasRejected(t *token, pin secret) bool {
+	m.rejMu.Lock()
+	defer m.rejMu.Unlock()
+	return m.rejected[pinMAC(t, pin)]
 }
 
 // loginError turns a C_Login failure into one line with a fix.
@@ -526,13 +674,13 @@ func loginError(label string, err error) error {
 	case pkcs11.CKR_PIN_EXPIRED:
 		return kindErr(ErrLogin, "the PIN of token %q has expired; change it with the token's tools (e.g. pkcs11-tool --change-pin)", label)
 	case pkcs11.CKR_TOKEN_NOT_PRESENT, pkcs11.CKR_DEVICE_REMOVED:
-		return notPresent(label, "logging in")
+		return notPresent(label, "logging in", err)
 	}
-	return kindErr(ErrLogin, "logging in to token %q: %v", label, err)
+	return kindErr(ErrLogin, "logging in to token %q: %w", label, err)
 }
 
-func notPresent(label, op string) error {
-	return kindErr(ErrTokenNotPresent, "token %q went away while %s; reconnect the token (or check the HSM's network link) and retry", label, op)
+func notPresent(label, op string, cause error) error {
+	return causeErr(ErrTokenNotPresent, cause, "token %q went away while %s; reconnect the token (or check the HSM's network link) and retry", label, op)
 }
 
 // opError gives a PKCS#11 failure during op its token context and a hint.
@@ -543,11 +691,11 @@ func (t *token) opError(op string, err error) error {
 	}
 	switch code {
 	case pkcs11.CKR_TOKEN_NOT_PRESENT, pkcs11.CKR_DEVICE_REMOVED:
-		return notPresent(t.label, op)
+		return notPresent(t.label, op, err)
 	case pkcs11.CKR_USER_NOT_LOGGED_IN:
-		return kindErr(ErrLogin, "token %q is no longer logged in while %s (was it reset or reconnected?); run the command again", t.label, op)
+		return causeErr(ErrLogin, err, "token %q is no longer logged in while %s (was it reset or reconnected?); run the command again", t.label, op)
 	case pkcs11.CKR_DEVICE_ERROR, pkcs11.CKR_DEVICE_MEMORY, pkcs11.CKR_GENERAL_ERROR:
-		return fmt.Errorf("token %q failed while %s (%v); check the HSM's health and logs", t.label, op, err)
+		return fmt.Errorf("token %q failed while %s (%w); check the HSM's health and logs", t.label, op, err)
 	}
 	return fmt.Errorf("%s on token %q: %w", op, t.label, err)
 }
@@ -558,15 +706,26 @@ func isCode(err error, code pkcs11.Error) bool {
 }
 
 // kindError is an error of one of the sentinel kinds above whose message
-// does not repeat the sentinel's text.
+// does not repeat the sentinel's text; cause, if set, is in the chain but
+// not in the message (a PKCS#11 code, errLost).
 type kindError struct {
-	kind error
-	err  error
+	kind  error
+	err   error
+	cause error
 }
 
-func (e *kindError) Error() string   { return e.err.Error() }
-func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
+func (e *kindError) Error() string { return e.err.Error() }
+func (e *kindError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{e.kind, e.err}
+	}
+	return []error{e.kind, e.err, e.cause}
+}
 
 func kindErr(kind error, format string, args ...any) error {
 	return &kindError{kind: kind, err: fmt.Errorf(format, args...)}
+}
+
+func causeErr(kind, cause error, format string, args ...any) error {
+	return &kindError{kind: kind, err: fmt.Errorf(format, args...), cause: cause}
 }

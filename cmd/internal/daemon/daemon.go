@@ -95,8 +95,8 @@ type Service struct {
 	reqRefused         atomic.Uint64
 
 	mu    sync.Mutex
-	keys  map[string]BackendKey // open keys by the URI they were opened with
-	usage map[string]*keyUsage  // by canonical key URI
+	keys  map[string]*openKey  // open keys by the URI they were opened with
+	usage map[string]*keyUsage // by canonical key URI
 }
 
 type keyUsage struct {
@@ -136,7 +136,7 @@ func New(cfg Config) (*Service, error) {
 		started:  time.Now(),
 		sem:      make(chan struct{}, cfg.MaxConcurrent),
 		draining: make(chan struct{}),
-		keys:     map[string]BackendKey{},
+		keys:     map[string]*openKey{},
 		usage:    map[string]*keyUsage{},
 	}, nil
 }
@@ -280,6 +280,16 @@ func (s *Service) acquire(ctx context.Context) (func(), error) {
 	}
 }
 
+// backendErr is backendErr, and puts token faults (a token that went
+// away, a key that changed under its label) on the daemon's log: they need
+// an operator, and read-only lookups are not audited.
+func (s *Service) backendErr(err error) error {
+	if errors.Is(err, pkcs11key.ErrTokenNotPresent) || errors.Is(err, pkcs11key.ErrKeyChanged) {
+		s.logf("TOKEN FAULT: %v", err)
+	}
+	return backendErr(err)
+}
+
 // backendErr gives a token error the gRPC code that fits it.
 func backendErr(err error) error {
 	var pe *plugin.Error
@@ -299,7 +309,8 @@ func backendErr(err error) error {
 	case errors.Is(err, pkcs11key.ErrKeyExists):
 		code = codes.AlreadyExists
 	case errors.Is(err, pkcs11key.ErrWrongKeyType), errors.Is(err, pkcs11key.ErrAmbiguousKey),
-		errors.Is(err, pkcs11key.ErrNoPublicKey), errors.Is(err, signer.ErrUnsupportedKey):
+		errors.Is(err, pkcs11key.ErrNoPublicKey), errors.Is(err, signer.ErrUnsupportedKey),
+		errors.Is(err, pkcs11key.ErrKeyChanged):
 		code = codes.FailedPrecondition
 	case errors.Is(err, pkcs11key.ErrWrongPIN), errors.Is(err, pkcs11key.ErrPINLocked),
 		errors.Is(err, pkcs11key.ErrLogin), errors.Is(err, pkcs11key.ErrNoPIN),
@@ -338,24 +349,53 @@ func keyInfo(k *pkcs11key.KeyInfo) plugin.KeyInfo {
 	return out
 }
 
+// openKey is an open key and what every request with it needs, worked
+// out once: its URI and fingerprint, and its description for lookups.
+type openKey struct {
+	BackendKey
+	uri, fingerprint string
+
+	mu   sync.Mutex
+	info *plugin.KeyInfo // as the token described it when first looked up
+}
+
+// describe is the key's description for signing clients (OpenKey), read
+// from the token on the first lookup. A key that stops working is
+// forgotten (see forget), so the next lookup reads it afresh.
+func (k *openKey) describe(ctx context.Context) (*plugin.KeyInfo, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.info == nil {
+		info, err := k.Info(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ki := keyInfo(info)
+		k.info = &ki
+	}
+	ki := *k.info
+	return &ki, nil
+}
+
 // key opens (once) the key a backend URI names.
-func (s *Service) key(ctx context.Context, uri string) (BackendKey, error) {
+func (s *Service) key(ctx context.Context, uri string) (*openKey, error) {
 	s.mu.Lock()
 	k := s.keys[uri]
 	s.mu.Unlock()
 	if k != nil {
 		return k, nil
 	}
-	k, err := s.cfg.Backend.Open(ctx, uri)
+	bk, err := s.cfg.Backend.Open(ctx, uri)
 	if err != nil {
-		return nil, backendErr(err)
+		return nil, s.backendErr(err)
 	}
+	k = &openKey{BackendKey: bk, uri: bk.URI(), fingerprint: Fingerprint(bk.Public())}
 	s.mu.Lock()
 	s.keys[uri] = k
-	if s.usage[k.URI()] == nil {
-		info := plugin.KeyInfo{Type: k.Type(), Label: k.Label(), Token: k.Token(), URI: k.URI(), Public: k.Public(),
-			Fingerprint: Fingerprint(k.Public()), HasPrivate: true}
-		s.usage[k.URI()] = &keyUsage{info: info}
+	if s.usage[k.uri] == nil {
+		info := plugin.KeyInfo{Type: k.Type(), Label: k.Label(), Token: k.Token(), URI: k.uri, Public: k.Public(),
+			Fingerprint: k.fingerprint, HasPrivate: true}
+		s.usage[k.uri] = &keyUsage{info: info}
 	}
 	s.mu.Unlock()
 	return k, nil
@@ -409,7 +449,9 @@ func (s *Service) Sign(ctx context.Context, in plugin.SignInput) (*plugin.SignOu
 	out, err := s.sign(ctx, in, &rec)
 	if err == nil {
 		rec.Result = audit.ResultOK
+		t := time.Now()
 		seq, aerr := s.record(rec)
+		out.Timing.Audit = time.Since(t)
 		if aerr == nil {
 			s.signOK.Add(1)
 			s.mu.Lock()
@@ -451,13 +493,19 @@ func (s *Service) sign(ctx context.Context, in plugin.SignInput, rec *audit.Reco
 	if in.Size > s.cfg.MaxImageSize {
 		return nil, plugin.Errorf(codes.InvalidArgument, "image of %d bytes exceeds this mcusignd's limit of %d bytes; raise --max-image-size if the image is right", in.Size, s.cfg.MaxImageSize)
 	}
+	var tm plugin.SignTiming
+	t := time.Now()
 	payload, err := in.Read(ctx)
 	if err != nil {
-		if ctx.Err() != nil {
+		switch {
+		case errors.Is(ctx.Err(), context.Canceled):
+			return nil, plugin.Errorf(codes.Canceled, "the client went away before it had sent the whole image")
+		case ctx.Err() != nil:
 			return nil, plugin.Errorf(codes.DeadlineExceeded, "the image did not arrive within mcusignd's request deadline (%s)", s.cfg.RequestTimeout)
 		}
 		return nil, backendErr(err)
 	}
+	tm.Receive, t = time.Since(t), time.Now()
 	region, err := signer.ParseSignedRegion(payload)
 	if err != nil {
 		return nil, plugin.Errorf(codes.InvalidArgument, "mcusignd signs only MCUboot images: %v", err)
@@ -481,24 +529,27 @@ func (s *Service) sign(ctx context.Context, in plugin.SignInput, rec *audit.Reco
 		case <-s.draining:
 		}
 	}
+	tm.Hash, t = time.Since(t), time.Now()
 	release, err := s.acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
+	tm.Queue, t = time.Since(t), time.Now()
 	k, err := s.key(ctx, uri)
 	if err != nil {
 		return nil, err
 	}
-	rec.KeyURI, rec.KeyType = k.URI(), string(k.Type())
-	rec.KeyFingerprint = Fingerprint(k.Public())
+	rec.KeyURI, rec.KeyType = k.uri, string(k.Type())
+	rec.KeyFingerprint = k.fingerprint
 	rec.SignatureType = signatureType(k.Type(), in.Pure)
 	sig, err := k.Sign(ctx, signer.SignRequest{Payload: payload, Digest: digest, Hash: in.Hash, Pure: in.Pure})
 	if err != nil {
 		s.forget(uri) // the key may be gone or its session broken; look it up afresh next time
-		return nil, backendErr(err)
+		return nil, s.backendErr(err)
 	}
-	return &plugin.SignOutput{Signature: sig, Digest: digest, KeyType: k.Type(), Fingerprint: rec.KeyFingerprint}, nil
+	tm.Token = time.Since(t)
+	return &plugin.SignOutput{Signature: sig, Digest: digest, KeyType: k.Type(), Fingerprint: rec.KeyFingerprint, Timing: tm}, nil
 }
 
 // refused audits a policy refusal of a request that is otherwise not
@@ -533,13 +584,12 @@ func (s *Service) PublicKey(ctx context.Context, raw string, purpose plugin.KeyP
 		if err != nil {
 			return nil, err
 		}
-		info, err := k.Info(ctx)
+		ki, err := k.describe(ctx)
 		if err != nil {
 			s.forget(uri)
-			return nil, backendErr(err)
+			return nil, s.backendErr(err)
 		}
-		ki := keyInfo(info)
-		return &ki, nil
+		return ki, nil
 	case plugin.PurposePublic:
 		pub, err := s.cfg.Backend.PublicKey(ctx, uri)
 		if err != nil {

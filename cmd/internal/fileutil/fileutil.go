@@ -3,8 +3,10 @@
 package fileutil
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -17,13 +19,19 @@ type Pending struct {
 
 // Stage writes data to a temporary file in path's directory and syncs it.
 func Stage(path string, data []byte, perm os.FileMode) (*Pending, error) {
+	return StageFrom(path, bytes.NewReader(data), perm)
+}
+
+// StageFrom is Stage with the content written by src, so that a large
+// output need not exist in memory as one slice.
+func StageFrom(path string, src io.WriterTo, perm os.FileMode) (*Pending, error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return nil, fmt.Errorf("cannot write %s: %w", path, unwrapPath(err))
 	}
 	p := &Pending{tmp: f.Name(), path: path}
-	_, err = f.Write(data)
+	_, err = src.WriteTo(f)
 	if err == nil {
 		err = f.Chmod(perm)
 	}
@@ -55,14 +63,24 @@ func (p *Pending) Abort() { os.Remove(p.tmp) }
 // WriteAll stages every file, then commits them all, so that either all
 // outputs appear or none does.
 func WriteAll(files map[string][]byte, perm os.FileMode) error {
+	srcs := make(map[string]io.WriterTo, len(files))
+	for path, data := range files {
+		srcs[path] = bytes.NewReader(data)
+	}
+	return WriteAllFrom(srcs, perm)
+}
+
+// WriteAllFrom is WriteAll with each file's content written by its
+// io.WriterTo.
+func WriteAllFrom(files map[string]io.WriterTo, perm os.FileMode) error {
 	var staged []*Pending
 	abort := func() {
 		for _, p := range staged {
 			p.Abort()
 		}
 	}
-	for path, data := range files {
-		p, err := Stage(path, data, perm)
+	for path, src := range files {
+		p, err := StageFrom(path, src, perm)
 		if err != nil {
 			abort()
 			return err

@@ -51,6 +51,10 @@ var env struct {
 
 var counter atomic.Int64
 
+// creating serialises token creation, so NewToken can tell which token
+// directory is the new one.
+var creating sync.Mutex
+
 func setup() {
 	for _, p := range pkcs11key.DefaultModulePaths {
 		if _, err := os.Stat(p); err == nil {
@@ -107,6 +111,31 @@ type Token struct {
 	Module  string // library path
 	PIN     string // user PIN
 	PINFile string // file holding PIN and a newline, mode 0600
+	// Dir is the token's own directory inside SoftHSM's token directory:
+	// moving it away and back, or deleting it, is how fault tests take the
+	// token away from a process that has it open.
+	Dir string
+}
+
+// TokenDir is SoftHSM's token directory of the test binary (also what
+// mcusignd processes started by the test see, through SOFTHSM2_CONF).
+func TokenDir(t testing.TB) string {
+	t.Helper()
+	Module(t)
+	return filepath.Join(env.dir, "tokens")
+}
+
+func listDir(t testing.TB, dir string) map[string]bool {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, e := range ents {
+		out[e.Name()] = true
+	}
+	return out
 }
 
 // NewToken creates an empty token for t.
@@ -129,8 +158,17 @@ func NewToken(t testing.TB) *Token {
 	}
 	tok := &Token{Label: label, Module: module, PIN: PIN, PINFile: pinFile}
 	u := pkcs11key.URI{Token: label, ModulePath: module}
+	creating.Lock()
+	defer creating.Unlock()
+	dir := TokenDir(t)
+	before := listDir(t, dir)
 	if err := pkcs11key.InitToken(context.Background(), u.String(), SOPIN, PIN); err != nil {
 		t.Fatalf("p11test: creating token %q: %v", label, err)
+	}
+	for name := range listDir(t, dir) {
+		if !before[name] {
+			tok.Dir = filepath.Join(dir, name)
+		}
 	}
 	return tok
 }

@@ -6,9 +6,10 @@
 // of the line's own JSON without that member. Every record's "prev" is the
 // previous record's hash (Genesis for the first record of a chain), and its
 // "seq" is one more than the previous record's. A record is written with one
-// write(2) on an O_APPEND file under an exclusive flock, and fsynced before
-// Append returns, so several processes can share a log and a caller that
-// waits for Append knows the record is on disk.
+// write(2) on an O_APPEND file under an exclusive flock (together with the
+// records of concurrent requests: group commit), and fsynced before Append
+// returns, so several processes can share a log and a caller that waits
+// for Append knows the record is on disk.
 //
 // The chain cannot reveal lines cut from the end of the file; compare the
 // last seq and hash with a copy kept elsewhere (mcusign status shows both).
@@ -132,20 +133,59 @@ func decode(line []byte) (*Record, string, error) {
 
 // Log is an open audit log. It is safe for concurrent use, and several
 // processes may append to one file.
+//
+// Appends that arrive together are committed together (group commit): one
+// goroutine at a time holds the commit token and writes every record
+// queued so far with one write(2) and one fsync, while the records that
+// arrive meanwhile queue for the next commit. Each Append returns only
+// after the fsync that covers its record, so waiting for Append still
+// means the record is on disk; the fsyncs are merely shared.
 type Log struct {
 	path string
 
-	mu       sync.Mutex
-	f        *os.File
-	appended uint64 // records this Log wrote
+	commit chan struct{} // capacity 1: held while a batch is written, and by Reopen/Close
+
+	mu       sync.Mutex // guards queue, and the chain head for Head
+	queue    []*pending
 	lastSeq  uint64
 	lastHash string // carries the chain across Reopen onto a rotated file
+
+	// Used with the commit token held.
+	f        *os.File
+	appended uint64    // records this Log wrote
+	end      fileState // the file as this Log left it: unchanged means nobody else appended
 	now      func() time.Time
+	sync     func(*os.File) error // (*os.File).Sync; tests watch the commits through it
 }
+
+// pending is one Append waiting for its commit.
+type pending struct {
+	rec  Record
+	seq  uint64
+	err  error
+	done chan struct{}
+}
+
+// fileState identifies a file's content for "has anyone written since?".
+type fileState struct {
+	ino, size int64
+	mtime     int64 // ns
+}
+
+func stat(f *os.File) (fileState, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return fileState{}, err
+	}
+	return fileState{ino: int64(st.Ino), size: st.Size, mtime: st.Mtim.Nano()}, nil
+}
+
+// maxBatch bounds the records one commit writes.
+const maxBatch = 256
 
 // Open opens (creating if needed, mode 0600, directories 0700) the log at path.
 func Open(path string) (*Log, error) {
-	l := &Log{path: path, now: time.Now}
+	l := &Log{path: path, now: time.Now, commit: make(chan struct{}, 1), sync: (*os.File).Sync}
 	if err := l.open(); err != nil {
 		return nil, err
 	}
@@ -166,15 +206,21 @@ func (l *Log) open() error {
 		return fmt.Errorf("cannot lock audit log %s: %v", l.path, err)
 	}
 	seq, h, err := tail(l.path)
+	var end fileState
+	if err == nil {
+		end, err = stat(f)
+	}
 	_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
 	if err != nil {
 		f.Close()
 		return err
 	}
+	l.mu.Lock()
 	if seq > 0 {
 		l.lastSeq, l.lastHash = seq, h
 	}
-	l.f = f
+	l.mu.Unlock()
+	l.f, l.end = f, end
 	return nil
 }
 
@@ -184,46 +230,125 @@ func (l *Log) Path() string { return l.path }
 // Append writes r as the next record and fsyncs it. It fills in Time (if
 // empty), Seq and Prev, and returns Seq. An error means the record is not
 // (reliably) on disk, and the caller must not act as if it were.
+// Concurrent Appends share their write and fsync (see Log).
 func (l *Log) Append(r Record) (uint64, error) {
+	p := &pending{rec: r, done: make(chan struct{})}
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.queue = append(l.queue, p)
+	l.mu.Unlock()
+	select {
+	case <-p.done: // committed by the goroutine that held the token
+		return p.seq, p.err
+	case l.commit <- struct{}{}:
+	}
+	defer func() { <-l.commit }()
+	select {
+	case <-p.done: // the previous holder took it along just before it let go
+		return p.seq, p.err
+	default:
+	}
+	l.mu.Lock()
+	n := min(len(l.queue), maxBatch)
+	batch := l.queue[:n:n]
+	l.queue = l.queue[n:]
+	l.mu.Unlock()
+	// Our record is in the batch: it was queued before we got the token,
+	// and whoever held it before closed done for everything it took.
+	l.write(batch)
+	return p.seq, p.err
+}
+
+// write commits batch (with the token held) and reports to its waiters.
+func (l *Log) write(batch []*pending) {
+	err := l.writeBatch(batch)
+	for _, p := range batch {
+		if err != nil && p.err == nil {
+			p.seq, p.err = 0, err
+		}
+		close(p.done)
+	}
+}
+
+// writeBatch writes batch's records as the next ones of the chain, with one
+// write(2) under an exclusive flock, and fsyncs them. Records that cannot be
+// encoded get their own error and no seq.
+func (l *Log) writeBatch(batch []*pending) error {
 	if l.f == nil {
-		return 0, fmt.Errorf("audit log %s is closed", l.path)
+		return fmt.Errorf("audit log %s is closed", l.path)
 	}
 	fd := int(l.f.Fd())
 	if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
-		return 0, fmt.Errorf("cannot lock audit log %s: %v", l.path, err)
+		return fmt.Errorf("cannot lock audit log %s: %v", l.path, err)
 	}
 	defer unix.Flock(fd, unix.LOCK_UN)
-	// Another process may have appended since our last record.
-	seq, prev, err := tail(l.path)
-	if err != nil {
-		return 0, err
-	}
-	if seq == 0 && l.lastHash != "" {
-		// A fresh file after rotation continues the chain.
-		seq, prev = l.lastSeq, l.lastHash
+	l.mu.Lock()
+	seq, prev := l.lastSeq, l.lastHash
+	l.mu.Unlock()
+	// Another process may have appended since our last record; the file
+	// as we left it needs no second look.
+	if st, err := stat(l.f); err != nil || st != l.end {
+		tseq, tprev, err := tail(l.path)
+		if err != nil {
+			return err
+		}
+		if tseq > 0 || prev == "" {
+			seq, prev = tseq, tprev
+		}
+		// else: a fresh file after rotation continues the chain.
 	}
 	if prev == "" {
 		prev = Genesis
 	}
-	if r.Time == "" {
-		r.Time = l.now().UTC().Format(time.RFC3339Nano)
+	var buf []byte
+	var wrote []*pending
+	for _, p := range batch {
+		r := p.rec
+		if r.Time == "" {
+			r.Time = l.now().UTC().Format(time.RFC3339Nano)
+		}
+		r.Seq, r.Prev = seq+1, prev
+		line, h, err := encode(&r)
+		if err != nil {
+			p.err = fmt.Errorf("encoding an audit record: %v", err)
+			continue
+		}
+		buf = append(buf, line...)
+		p.seq = r.Seq
+		seq, prev = r.Seq, h
+		wrote = append(wrote, p)
 	}
-	r.Seq, r.Prev = seq+1, prev
-	line, h, err := encode(&r)
-	if err != nil {
-		return 0, fmt.Errorf("encoding an audit record: %v", err)
+	if len(wrote) == 0 {
+		return nil
 	}
-	if _, err := l.f.Write(line); err != nil {
-		return 0, fmt.Errorf("cannot write audit log %s: %v", l.path, err)
+	// A write cut short (disk full) must not leave a partial line, which
+	// would stop every later Append, and a record whose write or fsync
+	// failed must not stay: its request fails. So both are cut off again.
+	before, serr := stat(l.f)
+	undo := func() {
+		if serr == nil {
+			_ = l.f.Truncate(before.size)
+		}
 	}
-	if err := l.f.Sync(); err != nil {
-		return 0, fmt.Errorf("cannot sync audit log %s to disk: %v", l.path, err)
+	if _, err := l.f.Write(buf); err != nil {
+		undo()
+		l.end = fileState{} // whatever was written, the next commit reads it back
+		return fmt.Errorf("cannot write audit log %s: %v", l.path, err)
 	}
-	l.appended++
-	l.lastSeq, l.lastHash = r.Seq, h
-	return r.Seq, nil
+	if err := l.sync(l.f); err != nil {
+		undo()
+		l.end = fileState{}
+		return fmt.Errorf("cannot sync audit log %s to disk: %v", l.path, err)
+	}
+	if st, err := stat(l.f); err == nil {
+		l.end = st
+	} else {
+		l.end = fileState{}
+	}
+	l.appended += uint64(len(wrote))
+	l.mu.Lock()
+	l.lastSeq, l.lastHash = seq, prev
+	l.mu.Unlock()
+	return nil
 }
 
 // Head is the seq and hash of the last record this Log knows of.
@@ -236,8 +361,8 @@ func (l *Log) Head() (uint64, string) {
 // Reopen closes the file and opens the path again, for log rotation: a
 // new, empty file continues the chain of the old one.
 func (l *Log) Reopen() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.commit <- struct{}{}
+	defer func() { <-l.commit }()
 	if l.f != nil {
 		_ = l.f.Close()
 		l.f = nil
@@ -247,8 +372,8 @@ func (l *Log) Reopen() error {
 
 // Close closes the file.
 func (l *Log) Close() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.commit <- struct{}{}
+	defer func() { <-l.commit }()
 	if l.f == nil {
 		return nil
 	}

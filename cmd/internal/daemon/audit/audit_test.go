@@ -7,8 +7,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -183,4 +186,126 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("accepted %d records from %d lines", v.Summary().Records, bytes.Count(b, []byte("\n")))
 		}
 	})
+}
+
+// BenchmarkAppend measures records per second with c concurrent writers
+// on one Log, each record fsynced before its Append returns: group commit
+// lets concurrent records share an fsync. The log is in the benchmark's
+// temporary directory, so the fsyncs are the file system's real ones.
+func BenchmarkAppend(b *testing.B) {
+	rec := Record{Event: EventSign, Mode: "standing", KeyURI: "pkcs11:token=release;object=fw-signing;id=%01;type=private", KeyType: "ecdsa-p256",
+		KeyFingerprint: "sha256:61921511c0b6d3e0f0c1f6c1f6c1f6c1f6c1f6c1f6c1f6c1f6c1f6c1f6c1f6c1", Result: ResultOK, SignatureType: "ECDSA-P256",
+		Peer:  &Peer{UID: 1001, GID: 1001, PID: 4242, Exe: "/usr/local/bin/mcusign"},
+		Image: &Image{Digest: strings.Repeat("ab", 32), Hash: "sha256", Version: "1.2.3+4", Size: 100512, HdrSize: 512, ImgSize: 100000}}
+	for _, c := range []int{1, 2, 8} {
+		b.Run(fmt.Sprintf("c=%d", c), func(b *testing.B) {
+			l, err := Open(filepath.Join(b.TempDir(), "audit.jsonl"))
+			require.NoError(b, err)
+			defer l.Close()
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			start := time.Now()
+			for w := 0; w < c; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for next.Add(1) <= int64(b.N) {
+						if _, err := l.Append(rec); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "records/s")
+			b.StopTimer()
+			seq, _ := l.Head()
+			require.EqualValues(b, b.N, seq)
+		})
+	}
+}
+
+// Group commit: records that arrive while an fsync runs share the next
+// one, and no Append returns before the fsync that covers its record.
+func TestGroupCommit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l, err := Open(path)
+	require.NoError(t, err)
+	defer l.Close()
+	var mu sync.Mutex
+	var syncs int
+	var durable uint64 // records known to be on disk
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	l.sync = func(f *os.File) error {
+		err := f.Sync()
+		mu.Lock()
+		syncs++
+		first := syncs == 1
+		mu.Unlock()
+		if first { // hold the first commit until the others have queued
+			entered <- struct{}{}
+			<-release
+		}
+		seq, _, _ := tail(path)
+		mu.Lock()
+		durable = seq
+		mu.Unlock()
+		return err
+	}
+	const n = 20
+	var wg sync.WaitGroup
+	appendOne := func(i int) {
+		defer wg.Done()
+		seq, err := l.Append(Record{Event: EventSign, KeyURI: fmt.Sprintf("pkcs11:object=k%d", i), Result: ResultOK})
+		assert.NoError(t, err)
+		mu.Lock()
+		defer mu.Unlock()
+		assert.LessOrEqual(t, seq, durable, "Append returned before its record was synced")
+	}
+	wg.Add(1)
+	go appendOne(0)
+	<-entered
+	for i := 1; i < n; i++ {
+		wg.Add(1)
+		go appendOne(i)
+	}
+	// Wait until all of them are queued behind the held commit.
+	require.Eventually(t, func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return len(l.queue) == n-1
+	}, 10*time.Second, time.Millisecond)
+	close(release)
+	wg.Wait()
+	require.Equal(t, 2, syncs, "the queued records should have shared one fsync")
+	s, err := verifyFiles(false, path)
+	require.NoError(t, err)
+	require.Equal(t, n, s.Records)
+}
+
+// A record written by another process between two commits is found (the
+// file changed), and the chain continues after it.
+func TestAppendAfterOtherWriter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	a, err := Open(path)
+	require.NoError(t, err)
+	defer a.Close()
+	b, err := Open(path)
+	require.NoError(t, err)
+	defer b.Close()
+	for i := 0; i < 3; i++ {
+		appendN(t, a, 1)
+		appendN(t, b, 2)
+	}
+	s, err := verifyFiles(false, path)
+	require.NoError(t, err)
+	require.Equal(t, 9, s.Records)
+	seq, head := a.Head()
+	require.EqualValues(t, 7, seq) // a's own view: its last record
+	_, head2 := b.Head()
+	require.Equal(t, s.LastHash, head2)
+	require.NotEqual(t, head, head2)
 }

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mcusign/mcusign/signer/pkcs11key/p11test"
+)
+
+// MCUSIGN_TRACE=1 adds one line of phase durations on stderr and changes
+// nothing else; through a standing daemon it splits the signing call with
+// the daemon's own timing. It never shows the PIN (runEnv checks).
+func TestTrace(t *testing.T) {
+	tok := p11test.NewToken(t)
+	pem, err := filepath.Abs(filepath.Join(vectorsDir, "keys", "ed25519.pem"))
+	require.NoError(t, err)
+	tok.ImportPEM(t, "fw", pem)
+	d := startDaemon(t, tok, "", "")
+	work := t.TempDir()
+	traced := append(d.env(), EnvTrace+"=1")
+
+	for _, tc := range []struct {
+		name, key string
+		phases    []string
+	}{
+		{"file", pem, []string{"read", "lookup", "hash", "sign", "verify", "write"}},
+		{"daemon", standingURI(tok, "fw"), []string{"read", "connect", "lookup", "hash", "upload", "check", "sign", "audit", "rpc", "verify", "write"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plain, out := filepath.Join(work, tc.name+".bin"), filepath.Join(work, tc.name+".traced.bin")
+			errOut, rc := daemonSign(t, d.env(), work, tc.key, plain)
+			require.Zero(t, rc, errOut)
+			require.Empty(t, errOut)
+			errOut, rc = daemonSign(t, traced, work, tc.key, out)
+			require.Zero(t, rc, errOut)
+			tl, ok := parseTrace(errOut)
+			require.True(t, ok, errOut)
+			require.NotZero(t, tl.t0)
+			require.Greater(t, tl.peakRSS, int64(1<<20))
+			for _, p := range append(tc.phases, "total") {
+				require.Contains(t, tl.phases, p, errOut)
+			}
+			a, _ := os.ReadFile(plain)
+			b, _ := os.ReadFile(out)
+			require.Equal(t, a, b, "tracing changed the image (Ed25519 signatures are deterministic)")
+		})
+	}
+}

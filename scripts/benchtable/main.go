@@ -1,0 +1,241 @@
+// Command benchtable turns the output of scripts/bench.sh's benchmark
+// rounds (go test -bench, any number of rounds) into the table of
+// docs/performance.md: the median of every metric over the rounds, each
+// row beside the baseline measured in the same run, the ratio, and the
+// target it is held to.
+//
+//	go run ./scripts/benchtable < bench.txt
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// results maps a benchmark name (without the -GOMAXPROCS suffix) and a
+// unit to the values of the rounds.
+type results map[string]map[string][]float64
+
+var procSuffix = regexp.MustCompile(`-\d+$`)
+
+func parse(r io.Reader) (results, error) {
+	res := results{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+			continue
+		}
+		name := procSuffix.ReplaceAllString(f[0], "")
+		if res[name] == nil {
+			res[name] = map[string][]float64{}
+		}
+		for i := 2; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				continue
+			}
+			res[name][f[i+1]] = append(res[name][f[i+1]], v)
+		}
+	}
+	return res, sc.Err()
+}
+
+// get is the median of a metric over the rounds, and whether it was
+// measured at all.
+func (r results) get(name, unit string) (float64, bool) {
+	vs := r[name][unit]
+	if len(vs) == 0 {
+		return 0, false
+	}
+	s := append([]float64(nil), vs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2], true
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2, true
+}
+
+func (r results) rounds(name, unit string) int { return len(r[name][unit]) }
+
+// num formats a value with about three significant digits.
+func num(v float64, ok bool) string {
+	if !ok {
+		return "–"
+	}
+	switch {
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	default:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+}
+
+func pct(a, b float64, ok bool) string {
+	if !ok || b == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f %%", 100*a/b)
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**missed**"
+}
+
+var signKeys = []string{"rsa-2048", "ecdsa-p256", "ecdsa-p384", "ed25519"}
+
+// rateTarget is the issue's target for the daemon/raw ratio at c=2.
+var rateTarget = map[string]float64{"rsa-2048": 0.9, "ecdsa-p384": 0.9, "ecdsa-p256": 0.6, "ed25519": 0.6}
+
+func main() {
+	res, err := parse(os.Stdin)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchtable:", err)
+		os.Exit(1)
+	}
+	w := os.Stdout
+	var summary []string
+
+	fmt.Fprintln(w, "### Signing rate: daemon end to end vs raw PKCS#11 (64 KiB images)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| key | c | raw sig/s | daemon sig/s | daemon/raw | target (c=2) | CPU µs/sig raw | CPU µs/sig daemon | daemon, audit on tmpfs sig/s (diagnostic) | tmpfs/raw |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	for _, k := range signKeys {
+		for _, c := range []string{"1", "2", "8"} {
+			base := "BenchmarkSignRate/key=" + k + "/c=" + c + "/path="
+			raw, rok := res.get(base+"raw", "sig/s")
+			d, dok := res.get(base+"daemon", "sig/s")
+			tf, tok := res.get(base+"daemon-tmpfs", "sig/s")
+			rc, rcok := res.get(base+"raw", "cpu-µs/op")
+			dc, dcok := res.get(base+"daemon", "cpu-µs/op")
+			target := ""
+			if c == "2" && rok && dok {
+				t := rateTarget[k]
+				met := d/raw >= t
+				target = fmt.Sprintf("≥ %.0f %%: %s", 100*t, verdict(met))
+				summary = append(summary, fmt.Sprintf("daemon/raw %s c=2 %s (target ≥ %.0f %%): %s", k, pct(d, raw, true), 100*t, verdict(met)))
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", k, c, num(raw, rok), num(d, dok), pct(d, raw, rok && dok), target,
+				num(rc, rcok), num(dc, dcok), num(tf, tok), pct(tf, raw, rok && tok))
+		}
+	}
+	fmt.Fprintln(w)
+
+	fmt.Fprintln(w, "### Audit log: fsynced records per second, concurrent writers (group commit)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| writers | records/s | vs 1 writer (one fsync per record) | mean time per record |")
+	fmt.Fprintln(w, "|---|---|---|---|")
+	one, oneok := res.get("BenchmarkAppend/c=1", "records/s")
+	for _, c := range []string{"1", "2", "8"} {
+		v, ok := res.get("BenchmarkAppend/c="+c, "records/s")
+		ms := "–"
+		if ok && v > 0 {
+			ms = num(1000/v, true) + " ms"
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", c, num(v, ok), ratio(v, one, ok && oneok), ms)
+	}
+	fmt.Fprintln(w)
+
+	fmt.Fprintln(w, "### Image hashing, SHA-256 of 64 MiB")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| | MB/s (wall) | MB/s (CPU time) | vs openssl (wall) | target |")
+	fmt.Fprintln(w, "|---|---|---|---|---|")
+	eng, eok := res.get("BenchmarkHash/impl=engine", "MB/s")
+	ossl, ook := res.get("BenchmarkHash/impl=openssl", "MB/s")
+	engc, ecok := res.get("BenchmarkHash/impl=engine", "cpu-MB/s")
+	osslc, ocok := res.get("BenchmarkHash/impl=openssl", "cpu-MB/s")
+	hashMet := eok && ook && eng >= 0.9*ossl
+	fmt.Fprintf(w, "| mcusign engine | %s | %s | %s | ≥ 90 %%: %s |\n", num(eng, eok), num(engc, ecok), pct(eng, ossl, eok && ook), verdict(hashMet))
+	fmt.Fprintf(w, "| `openssl dgst -sha256` | %s | %s | 100 %% | |\n", num(ossl, ook), num(osslc, ocok))
+	fmt.Fprintln(w)
+	summary = append(summary, fmt.Sprintf("hashing vs openssl %s (target ≥ 90 %%): %s", pct(eng, ossl, eok && ook), verdict(hashMet)))
+
+	fmt.Fprintln(w, "### `mcusign sign` of a 1 MiB image (ECDSA P-256), medians in ms")
+	fmt.Fprintln(w)
+	phases := []struct{ unit, title string }{
+		{"start", "start"}, {"read", "read"}, {"connect", "connect"}, {"lookup", "key lookup"}, {"hash", "hash"},
+		{"upload", "upload"}, {"check", "daemon check"}, {"sign", "sign"}, {"audit", "audit"}, {"rpc", "rpc rest"},
+		{"verify", "verify"}, {"write", "write"}, {"exit", "exit"},
+	}
+	fmt.Fprint(w, "| key | wall |")
+	for _, p := range phases {
+		fmt.Fprintf(w, " %s |", p.title)
+	}
+	fmt.Fprintln(w, " connect + RPC overhead |")
+	fmt.Fprint(w, "|---|---|")
+	for range phases {
+		fmt.Fprint(w, "---|")
+	}
+	fmt.Fprintln(w, "---|")
+	for _, k := range []struct{ name, title string }{{"file", "PEM file (baseline)"}, {"daemon", "token via standing mcusignd"}} {
+		name := "BenchmarkSignCommand/key=" + k.name
+		wall, wok := res.get(name, "wall-ms")
+		fmt.Fprintf(w, "| %s | %s |", k.title, num(wall, wok))
+		for _, p := range phases {
+			v, ok := res.get(name, p.unit+"-ms")
+			fmt.Fprintf(w, " %s |", num(v, ok))
+		}
+		over := 0.0
+		for _, p := range []string{"connect", "lookup", "upload", "rpc"} {
+			v, _ := res.get(name, p+"-ms")
+			over += v
+		}
+		if k.name == "daemon" {
+			met := wok && over <= 2
+			fmt.Fprintf(w, " %s (target ≤ 2 ms: %s) |\n", num(over, true), verdict(met))
+			summary = append(summary, fmt.Sprintf("connect + RPC overhead of mcusign sign %s ms (target ≤ 2 ms): %s", num(over, true), verdict(met)))
+		} else {
+			fmt.Fprintln(w, " – |")
+		}
+	}
+	fmt.Fprintln(w)
+
+	fmt.Fprintln(w, "### Peak RSS of `mcusign sign` (PEM key, --pad)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| image | peak RSS MiB | × image size | target | |")
+	fmt.Fprintln(w, "|---|---|---|---|---|")
+	for _, s := range []string{"4KiB", "64MiB"} {
+		name := "BenchmarkPeakRSS/size=" + s
+		peak, pok := res.get(name, "peak-MiB")
+		x, xok := res.get(name, "x-image")
+		if s == "64MiB" {
+			met := pok && peak <= 1.25*64+32
+			fmt.Fprintf(w, "| %s | %s | %s | ≤ 1.25 × 64 + 32 = 112 MiB | %s |\n", s, num(peak, pok), num(x, xok), verdict(met))
+			summary = append(summary, fmt.Sprintf("peak RSS for 64 MiB %s MiB (target ≤ 112 MiB): %s", num(peak, pok), verdict(met)))
+		} else {
+			fmt.Fprintf(w, "| %s (the process's floor) | %s | – | | |\n", s, num(peak, pok))
+		}
+	}
+	fmt.Fprintln(w)
+
+	n := 0
+	for name := range res {
+		for unit := range res[name] {
+			n = max(n, res.rounds(name, unit))
+		}
+	}
+	fmt.Fprintf(w, "Medians of %d round(s).\n\n", n)
+	fmt.Fprintln(w, "Targets:")
+	for _, s := range summary {
+		fmt.Fprintln(w, "- "+s)
+	}
+}
+
+func ratio(a, b float64, ok bool) string {
+	if !ok || b == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("× %.2f", a/b)
+}
