@@ -122,7 +122,6 @@ func tracedBuild(key signer.Key, build func(ctx context.Context, key signer.Key)
 		return img, err
 	}
 	trace.add("hash", tk.first.Sub(start))
-	trace.add("verify", end.Sub(tk.last))
 	if dt.Token > 0 {
 		trace.add("upload", dt.Receive)
 		trace.add("check", dt.Hash+dt.Queue)
@@ -132,6 +131,7 @@ func tracedBuild(key signer.Key, build func(ctx context.Context, key signer.Key)
 	} else {
 		trace.add("sign", tk.in)
 	}
+	trace.add("verify", end.Sub(tk.last))
 	return img, err
 }
 

@@ -31,7 +31,8 @@ import (
 // token in mcusignd's process tests.
 type fakeBackend struct {
 	keys map[string]crypto.Signer
-	uris []string // every URI the backend was handed
+	mu   sync.Mutex // lookups run concurrently
+	uris []string   // every URI the backend was handed
 }
 
 type fakeKey struct {
@@ -48,7 +49,9 @@ func (k fakeKey) Info(context.Context) (*pkcs11key.KeyInfo, error) {
 }
 
 func (b *fakeBackend) lookup(uri string) (fakeKey, error) {
+	b.mu.Lock()
 	b.uris = append(b.uris, uri)
+	b.mu.Unlock()
 	u, err := pkcs11key.ParseURI(uri)
 	if err != nil {
 		return fakeKey{}, err
