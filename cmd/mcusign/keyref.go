@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	"golang.org/x/term"
 
@@ -49,9 +48,6 @@ func (e *env) openKey(ref string, needPrivate bool) (*keyRef, error) {
 		if k, handled, err := openKeyHook(e, ref, needPrivate); handled {
 			return k, err
 		}
-	}
-	if strings.HasPrefix(ref, "pkcs11:") {
-		return nil, fmt.Errorf("%s: PKCS#11 keys are not available in this build", ref)
 	}
 	f, err := filekey.LoadFile(ref, e.passwordPrompt(ref))
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -144,9 +143,6 @@ sensitive and non-extractable, labelled by the URI's object attribute.`,
 				if handled, err := keygenHook(e, key, t); handled {
 					return err
 				}
-			}
-			if strings.HasPrefix(key, "pkcs11:") {
-				return fmt.Errorf("%s: PKCS#11 keys are not available in this build", key)
 			}
 			if _, err := os.Stat(key); err == nil && !force {
 				return usagef("%s already exists; refusing to overwrite a key (pass --force to replace it)", key)
