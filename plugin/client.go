@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/mcusign/mcusign/plugin/fdpass"
 	"github.com/mcusign/mcusign/plugin/pb"
 	"github.com/mcusign/mcusign/signer"
 )
@@ -22,10 +24,23 @@ import (
 // gRPC's 4 MiB message limit, large enough that framing costs nothing.
 const ChunkSize = 64 << 10
 
+// SignImageLimit is the largest region sent in one SignImage message:
+// gRPC's default 4 MiB message limit, less room for the SignStart. Larger
+// regions are streamed with Sign.
+const SignImageLimit = 4<<20 - 64<<10
+
+// PassFileMin is the smallest region passed as a sealed memory file where
+// the connection can carry files (a standing daemon's socket): from about
+// this size, writing a memfd and passing it costs less than moving the
+// bytes through gRPC, which copies them several times on both sides.
+const PassFileMin = 16 << 10
+
 // Client is the client side of the Signer service.
 type Client struct {
-	rpc  pb.SignerClient
-	name string // the daemon, for messages
+	rpc         pb.SignerClient
+	name        string      // the daemon, for messages
+	files       *fileConn   // set when the connection can pass files
+	noSignImage atomic.Bool // the daemon predates SignImage
 }
 
 // NewClient wraps a gRPC connection to a daemon.
@@ -149,8 +164,9 @@ func (k *Key) Public() crypto.PublicKey { return k.info.Public }
 // Info describes the key.
 func (k *Key) Info() *KeyInfo { return k.info }
 
-// Sign implements signer.Key: it streams req.Payload in ChunkSize pieces
-// with the hash algorithm and pure flag; the daemon computes the digest
+// Sign implements signer.Key: it sends req.Payload with the hash
+// algorithm and pure flag, in one SignImage message up to SignImageLimit
+// and streamed in ChunkSize pieces beyond; the daemon computes the digest
 // itself and must arrive at req.Digest.
 func (k *Key) Sign(ctx context.Context, req signer.SignRequest) ([]byte, error) {
 	h, err := hashToPB(req.Hash)
@@ -161,15 +177,84 @@ func (k *Key) Sign(ctx context.Context, req signer.SignRequest) ([]byte, error) 
 	if timing != nil {
 		ctx = metadata.AppendToOutgoingContext(ctx, timingRequest, "1")
 	}
+	start := &pb.SignStart{KeyUri: k.uri, Hash: h, Pure: req.Pure, Size: uint64(len(req.Payload)), Digest: req.Digest}
+	var trailer metadata.MD
+	resp, err := k.send(ctx, start, req.Payload, &trailer)
+	if err != nil {
+		return nil, err
+	}
+	if timing != nil {
+		if v := trailer.Get(timingTrailer); len(v) > 0 {
+			timing.decode(v[0])
+		}
+	}
+	if len(req.Digest) > 0 && !bytes.Equal(resp.Digest, req.Digest) {
+		return nil, fmt.Errorf("%s signed a different digest than this image's; the image was changed in transit, retry", k.c.name)
+	}
+	return resp.Signature, nil
+}
+
+// send sends the region the cheapest way the connection offers: as a
+// sealed memory file, in one SignImage message, or streamed.
+func (k *Key) send(ctx context.Context, start *pb.SignStart, payload []byte, trailer *metadata.MD) (*pb.SignResponse, error) {
+	if fc := k.c.files.get(); fc != nil && len(payload) >= PassFileMin {
+		resp, err := k.signFile(ctx, fc, start, payload, trailer)
+		if err != errNotPassed {
+			return resp, err
+		}
+	}
+	if len(payload) <= SignImageLimit && !k.c.noSignImage.Load() {
+		resp, err := k.c.rpc.SignImage(ctx, &pb.SignImageRequest{Start: start, Region: payload}, grpc.Trailer(trailer))
+		if status.Code(err) != codes.Unimplemented {
+			if err != nil {
+				return nil, k.c.fail("signing", err)
+			}
+			return resp, nil
+		}
+		k.c.noSignImage.Store(true) // an older daemon: stream from now on
+	}
+	return k.stream(ctx, start, payload, trailer)
+}
+
+// errNotPassed is a region that could not be passed as a file (no memfd
+// here, or it did not arrive: a reconnect in between); its bytes are sent
+// instead.
+var errNotPassed = errors.New("the region was not passed as a file")
+
+// signFile passes the region as a sealed memory file on connection fc.
+func (k *Key) signFile(ctx context.Context, fc *fdpass.Conn, start *pb.SignStart, payload []byte, trailer *metadata.MD) (*pb.SignResponse, error) {
+	f, err := fdpass.Seal("mcusign-image", payload)
+	if err != nil {
+		return nil, errNotPassed
+	}
+	defer f.Close()
+	id, err := fdpass.IDOf(f)
+	if err == nil {
+		err = fc.Attach(f)
+	}
+	if err != nil {
+		return nil, errNotPassed
+	}
+	resp, err := k.c.rpc.SignImage(ctx, &pb.SignImageRequest{Start: start, RegionFile: &pb.RegionFile{Dev: id.Dev, Ino: id.Ino}}, grpc.Trailer(trailer))
+	switch status.Code(err) {
+	case codes.OK:
+		return resp, nil
+	case codes.Aborted, codes.Unimplemented:
+		return nil, errNotPassed
+	}
+	return nil, k.c.fail("signing", err)
+}
+
+// stream sends a region with the Sign stream: a SignStart, then chunks.
+func (k *Key) stream(ctx context.Context, start *pb.SignStart, payload []byte, trailer *metadata.MD) (*pb.SignResponse, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := k.c.rpc.Sign(ctx)
 	if err != nil {
 		return nil, k.c.fail("signing", err)
 	}
-	start := &pb.SignStart{KeyUri: k.uri, Hash: h, Pure: req.Pure, Size: uint64(len(req.Payload)), Digest: req.Digest}
 	err = stream.Send(&pb.SignChunk{Msg: &pb.SignChunk_Start{Start: start}})
-	for p := req.Payload; err == nil && len(p) > 0; {
+	for p := payload; err == nil && len(p) > 0; {
 		n := min(len(p), ChunkSize)
 		err = stream.Send(&pb.SignChunk{Msg: &pb.SignChunk_Data{Data: p[:n]}})
 		p = p[n:]
@@ -183,13 +268,6 @@ func (k *Key) Sign(ctx context.Context, req signer.SignRequest) ([]byte, error) 
 	if err != nil {
 		return nil, k.c.fail("signing", err)
 	}
-	if timing != nil {
-		if v := stream.Trailer().Get(timingTrailer); len(v) > 0 {
-			timing.decode(v[0])
-		}
-	}
-	if len(req.Digest) > 0 && !bytes.Equal(resp.Digest, req.Digest) {
-		return nil, fmt.Errorf("%s signed a different digest than this image's; the image was changed in transit, retry", k.c.name)
-	}
-	return resp.Signature, nil
+	*trailer = stream.Trailer()
+	return resp, nil
 }

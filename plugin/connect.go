@@ -17,6 +17,8 @@ import (
 	goplugin "github.com/hashicorp/go-plugin"
 	"github.com/hashicorp/go-plugin/runner"
 	"google.golang.org/grpc"
+
+	"github.com/mcusign/mcusign/plugin/fdpass"
 )
 
 // Handshake is shared by mcusign and mcusignd. Bump ProtocolVersion on any
@@ -199,14 +201,18 @@ func Attach(d *Descriptor, conn net.Conn) (*Conn, error) {
 	addr := &net.UnixAddr{Net: "unix", Name: d.Address}
 	r := &standingRunner{done: make(chan struct{})}
 	var first sync.Once
+	files := &fileConn{}
 	dial := func(ctx context.Context, _ string) (net.Conn, error) {
 		var c net.Conn
 		first.Do(func() { c, conn = conn, nil })
-		if c != nil {
-			return c, nil
+		if c == nil {
+			var dl net.Dialer
+			var err error
+			if c, err = dl.DialContext(ctx, "unix", addr.Name); err != nil {
+				return nil, err
+			}
 		}
-		var dl net.Dialer
-		return dl.DialContext(ctx, "unix", addr.Name)
+		return files.wrap(c), nil
 	}
 	client := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  Handshake,
@@ -233,12 +239,41 @@ func Attach(d *Descriptor, conn net.Conn) (*Conn, error) {
 		return nil, fmt.Errorf("cannot attach to mcusignd at %s: %v", d.Address, err)
 	}
 	cl.name = fmt.Sprintf("mcusignd (standing, pid %d, socket %s)", d.PID, d.Address)
+	cl.files = files
 	return &Conn{Client: cl, Standing: true, Where: d.Address, close: func() {
 		// Not gc.Close(): that would send the Shutdown RPC.
 		_ = gc.Conn.Close()
 		close(r.done)
 		client.Kill() // a no-op for Test reattachments, but frees go-plugin's state
 	}}, nil
+}
+
+// fileConn is the connection a standing daemon's client currently uses,
+// for passing image regions as files (package fdpass).
+type fileConn struct {
+	mu sync.Mutex
+	c  *fdpass.Conn
+}
+
+func (f *fileConn) wrap(c net.Conn) net.Conn {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return c
+	}
+	fc := fdpass.New(uc)
+	f.mu.Lock()
+	f.c = fc
+	f.mu.Unlock()
+	return fc
+}
+
+func (f *fileConn) get() *fdpass.Conn {
+	if f == nil {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.c
 }
 
 // Launch starts the daemon as a go-plugin subprocess with AutoMTLS, for one

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"runtime"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -48,7 +49,10 @@ func (cfg ServerConfig) GRPCServer() func([]grpc.ServerOption) *grpc.Server {
 		// Flow-control windows large enough for a typical image: with
 		// HTTP/2's default 64 KiB, every 64 KiB of an upload waits for a
 		// window update, i.e. for both processes to be scheduled again.
-		opts = append(opts, grpc.InitialWindowSize(UploadWindow), grpc.InitialConnWindowSize(2*UploadWindow))
+		opts = append(opts, grpc.InitialWindowSize(UploadWindow), grpc.InitialConnWindowSize(2*UploadWindow),
+			// Long-lived workers serve the calls: a fresh goroutine per
+			// call grows its stack anew every time.
+			grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))))
 		if cfg.Creds != nil {
 			// Appended last, so it replaces any credentials in opts.
 			opts = append(opts, grpc.Creds(cfg.Creds))

@@ -36,6 +36,7 @@ type stub struct {
 	peer    *peercred.Cred
 	pub     ed25519.PublicKey
 	err     error
+	noHash  bool // answer with the client's digest (transport benchmarks)
 }
 
 func (s *stub) Sign(ctx context.Context, in plugin.SignInput) (*plugin.SignOutput, error) {
@@ -49,6 +50,9 @@ func (s *stub) Sign(ctx context.Context, in plugin.SignInput) (*plugin.SignOutpu
 	s.peer, _ = peercred.FromContext(ctx)
 	if s.err != nil {
 		return nil, s.err
+	}
+	if s.noHash {
+		return &plugin.SignOutput{Signature: []byte("signature"), Digest: in.Digest, KeyType: signer.Ed25519}, nil
 	}
 	d := sha512.Sum512(p)
 	return &plugin.SignOutput{Signature: []byte("signature"), Digest: d[:], KeyType: signer.Ed25519}, nil
@@ -234,10 +238,10 @@ func TestPeerCheckRefusesBeforeRPC(t *testing.T) {
 func BenchmarkUpload(b *testing.B) {
 	pub, _, _ := ed25519.GenerateKey(nil)
 	var refused []string
-	c := plugin.NewClient(serve(b, &stub{pub: pub}, &refused))
+	c := plugin.NewClient(serve(b, &stub{pub: pub, noHash: true}, &refused))
 	k, err := c.OpenKey(context.Background(), "pkcs11:object=fw")
 	require.NoError(b, err)
-	for _, size := range []int{64 << 10, 1 << 20} {
+	for _, size := range []int{1 << 10, 64 << 10, 1 << 20, 8 << 20} {
 		payload := make([]byte, size)
 		b.Run(fmt.Sprintf("size=%dKiB", size>>10), func(b *testing.B) {
 			b.SetBytes(int64(size))

@@ -5,12 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/mcusign/mcusign/plugin/fdpass"
 	"github.com/mcusign/mcusign/plugin/pb"
+	"github.com/mcusign/mcusign/plugin/peercred"
 	"github.com/mcusign/mcusign/signer"
 )
 
@@ -58,36 +63,117 @@ func (s *server) Sign(stream pb.Signer_SignServer) error {
 	if start == nil {
 		return status.Error(codes.InvalidArgument, "a sign request must begin with a SignStart message")
 	}
+	in, err := signInput(start)
+	if err != nil {
+		return err
+	}
+	in.Read = func(ctx context.Context) ([]byte, error) { return receive(ctx, stream, in.Size) }
+	resp, err := s.sign(stream.Context(), in)
+	if err != nil {
+		return err
+	}
+	if resp.trailer != nil {
+		stream.SetTrailer(resp.trailer)
+	}
+	return stream.SendAndClose(resp.msg)
+}
+
+func (s *server) SignImage(ctx context.Context, req *pb.SignImageRequest) (*pb.SignResponse, error) {
+	if req.Start == nil {
+		return nil, status.Error(codes.InvalidArgument, "a SignImage request needs its SignStart")
+	}
+	in, err := signInput(req.Start)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case req.RegionFile != nil:
+		f, err := passedFile(ctx, req.RegionFile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		var unmap func()
+		defer func() {
+			if unmap != nil {
+				unmap()
+			}
+		}()
+		in.Read = func(context.Context) ([]byte, error) {
+			b, un, err := fdpass.Map(f, in.Size)
+			if err != nil {
+				return nil, Errorf(codes.InvalidArgument, "the image's memory file: %v", err)
+			}
+			unmap = un
+			return b, nil
+		}
+	case int64(len(req.Region)) != in.Size:
+		return nil, status.Errorf(codes.InvalidArgument, "the client declared %d bytes but sent %d", in.Size, len(req.Region))
+	default:
+		in.Read = func(context.Context) ([]byte, error) { return req.Region, nil }
+	}
+	resp, err := s.sign(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	if resp.trailer != nil {
+		_ = grpc.SetTrailer(ctx, resp.trailer)
+	}
+	return resp.msg, nil
+}
+
+// passedFile claims the file a request names from its connection.
+func passedFile(ctx context.Context, rf *pb.RegionFile) (*os.File, error) {
+	var c *fdpass.Conn
+	if p, ok := peer.FromContext(ctx); ok {
+		if ai, ok := p.AuthInfo.(peercred.AuthInfo); ok {
+			c, _ = ai.Conn.(*fdpass.Conn)
+		}
+	}
+	if c == nil {
+		return nil, status.Error(codes.Aborted, "this connection cannot pass files; send the region's bytes instead")
+	}
+	f, ok := c.Take(fdpass.ID{Dev: rf.Dev, Ino: rf.Ino})
+	if !ok {
+		return nil, status.Error(codes.Aborted, "the image's memory file did not arrive on this connection; send the region's bytes instead")
+	}
+	return f, nil
+}
+
+// signInput checks what a SignStart declares.
+func signInput(start *pb.SignStart) (SignInput, error) {
 	hash, err := hashFromPB(start.Hash)
 	if err != nil {
-		return toStatus(err)
+		return SignInput{}, toStatus(err)
 	}
 	if start.Size > 1<<62 {
-		return status.Errorf(codes.InvalidArgument, "declared image size %d is out of range", start.Size)
+		return SignInput{}, status.Errorf(codes.InvalidArgument, "declared image size %d is out of range", start.Size)
 	}
-	size := int64(start.Size)
-	in := SignInput{
-		KeyURI: start.KeyUri,
-		Hash:   hash,
-		Pure:   start.Pure,
-		Size:   size,
-		Digest: start.Digest,
-		Read:   func(ctx context.Context) ([]byte, error) { return receive(ctx, stream, size) },
-	}
-	out, err := s.svc.Sign(stream.Context(), in)
+	return SignInput{KeyURI: start.KeyUri, Hash: hash, Pure: start.Pure, Size: int64(start.Size), Digest: start.Digest}, nil
+}
+
+type signResult struct {
+	msg     *pb.SignResponse
+	trailer metadata.MD
+}
+
+// sign runs one request, from either RPC, through the service.
+func (s *server) sign(ctx context.Context, in SignInput) (*signResult, error) {
+	out, err := s.svc.Sign(ctx, in)
 	if err != nil {
-		return toStatus(err)
+		return nil, toStatus(err)
 	}
-	if wantsTiming(stream.Context()) {
-		stream.SetTrailer(metadata.Pairs(timingTrailer, out.Timing.encode()))
-	}
-	return stream.SendAndClose(&pb.SignResponse{
+	r := &signResult{msg: &pb.SignResponse{
 		Signature:      out.Signature,
 		Digest:         out.Digest,
 		KeyType:        string(out.KeyType),
 		KeyFingerprint: out.Fingerprint,
 		AuditSeq:       out.AuditSeq,
-	})
+	}}
+	if wantsTiming(ctx) {
+		r.trailer = metadata.Pairs(timingTrailer, out.Timing.encode())
+	}
+	return r, nil
 }
 
 // receive collects exactly size bytes of chunks into one buffer allocated

@@ -291,8 +291,9 @@ func median(ds []time.Duration) time.Duration {
 // mcusignd (key=daemon) and with the same key as a PEM file (key=file, the
 // baseline). ns/op is the wall time of the whole command; with
 // MCUSIGN_TRACE=1 mcusign reports its phases, whose medians are reported
-// in ms: start (exec to main), connect (descriptor, dial, attach), lookup
-// (the key's public half: RPC or PEM parse), read, hash (layout and hashing
+// in ms: start (exec to main), connect (descriptor, dial, attach) and lookup
+// (the key's public half: RPC or PEM parse), both while the input is read,
+// read, key-wait (the wait for the key after the read), hash (layout and hashing
 // before the signature), sign (the HSM's time, as the daemon measured it),
 // audit (the daemon's record and fsync), rpc (the rest of the signing call:
 // upload, the daemon's parse and hash, replies), verify, write, exit.

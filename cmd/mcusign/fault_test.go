@@ -132,6 +132,7 @@ type auditLine struct {
 	Result         string `json:"result"`
 	Error          string `json:"error"`
 	KeyFingerprint string `json:"key_fingerprint"`
+	Voids          uint64 `json:"voids"`
 	Image          *struct {
 		Digest string `json:"digest"`
 	} `json:"image"`
@@ -157,9 +158,15 @@ func readAudit(t *testing.T, paths ...string) []auditLine {
 
 // okDigests counts the "ok" sign records per image digest.
 func okDigests(recs []auditLine) map[string]int {
+	voided := map[uint64]bool{}
+	for _, r := range recs {
+		if r.Voids != 0 {
+			voided[r.Voids] = true
+		}
+	}
 	m := map[string]int{}
 	for _, r := range recs {
-		if r.Event == "sign" && r.Result == "ok" && r.Image != nil {
+		if r.Event == "sign" && r.Result == "ok" && r.Image != nil && !voided[r.Seq] {
 			m[r.Image.Digest]++
 		}
 	}

@@ -299,6 +299,27 @@ func (e *env) sign(cmd *cobra.Command, f *signFlags, infile, outfile string) err
 		return usageError{signer.ErrCompressNeedsKey}
 	}
 
+	// The key is opened (for a token: connecting to the daemon, looking the
+	// key up) while the input is read, so neither waits for the other.
+	var kr *keyRef
+	var kerr error
+	keyOpened := make(chan struct{})
+	go func() {
+		defer close(keyOpened)
+		if f.key == "" {
+			return
+		}
+		t, connected := time.Now(), trace.get("connect")
+		kr, kerr = e.openKey(f.key, true)
+		trace.add("lookup", time.Since(t)-(trace.get("connect")-connected))
+	}()
+	defer func() {
+		<-keyOpened
+		if kr != nil {
+			kr.Close()
+		}
+	}()
+
 	// A binary input is read straight into the buffer its image is built in.
 	t := time.Now()
 	var app *signer.App
@@ -313,6 +334,9 @@ func (e *env) sign(cmd *cobra.Command, f *signFlags, infile, outfile string) err
 		return err
 	}
 	trace.since("read", t)
+	t = time.Now()
+	<-keyOpened
+	trace.since("key-wait", t) // what opening the key added to the read
 	// imgtool moves a HEX base down by the prepended header (but not from 0).
 	if base != nil && opts.PadHeader && *base != 0 {
 		if *base < uint32(opts.HeaderSize) {
@@ -335,14 +359,10 @@ func (e *env) sign(cmd *cobra.Command, f *signFlags, infile, outfile string) err
 	var key signer.Key
 	var fixed *signer.FixedSignature
 	if f.key != "" {
-		t, connected := time.Now(), trace.get("connect")
-		k, err := e.openKey(f.key, true)
-		if err != nil {
-			return err
+		if kerr != nil {
+			return kerr
 		}
-		defer k.Close()
-		key = k.signer
-		trace.add("lookup", time.Since(t)-(trace.get("connect")-connected))
+		key = kr.signer
 	}
 	if f.fixSig != "" {
 		if fixed, err = e.loadFixedSig(f.fixSig, f.fixSigPubkey); err != nil {

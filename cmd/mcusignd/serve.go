@@ -23,6 +23,7 @@ import (
 	"github.com/mcusign/mcusign/cmd/internal/daemon"
 	"github.com/mcusign/mcusign/cmd/internal/daemon/audit"
 	"github.com/mcusign/mcusign/plugin"
+	"github.com/mcusign/mcusign/plugin/fdpass"
 	"github.com/mcusign/mcusign/plugin/peercred"
 	"github.com/mcusign/mcusign/signer/pkcs11key"
 )
@@ -414,7 +415,7 @@ func serveStanding(f *serveFlags, stderr io.Writer) error {
 	}
 	servers := make(chan *grpc.Server, 1)
 	scfg := plugin.ServerConfig{
-		Creds:    peercred.NewServerCredentials(svc.Admit),
+		Creds:    peercred.NewServerCredentials(svc.Admit, peercred.WrapConn(fdpass.Wrap)),
 		Standing: true,
 		Refused:  svc.ShutdownRefused,
 		Created:  func(s *grpc.Server) { servers <- s },

@@ -297,6 +297,125 @@ func (*SignChunk_Start) isSignChunk_Msg() {}
 
 func (*SignChunk_Data) isSignChunk_Msg() {}
 
+type SignImageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As in Sign's first message; size must equal the region's length.
+	Start *SignStart `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	// The whole to-be-signed region, unless region_file is set.
+	Region []byte `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	// The region is in a sealed memory file (memfd: sealed against writing,
+	// shrinking and growing) passed with SCM_RIGHTS on this call's unix
+	// socket connection, before or with the call's own bytes. Only a
+	// standing daemon's plain unix socket carries files.
+	RegionFile    *RegionFile `protobuf:"bytes,3,opt,name=region_file,json=regionFile,proto3" json:"region_file,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignImageRequest) Reset() {
+	*x = SignImageRequest{}
+	mi := &file_signer_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignImageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignImageRequest) ProtoMessage() {}
+
+func (x *SignImageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signer_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignImageRequest.ProtoReflect.Descriptor instead.
+func (*SignImageRequest) Descriptor() ([]byte, []int) {
+	return file_signer_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SignImageRequest) GetStart() *SignStart {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *SignImageRequest) GetRegion() []byte {
+	if x != nil {
+		return x.Region
+	}
+	return nil
+}
+
+func (x *SignImageRequest) GetRegionFile() *RegionFile {
+	if x != nil {
+		return x.RegionFile
+	}
+	return nil
+}
+
+// RegionFile names a passed file by what fstat says of it.
+type RegionFile struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Dev           uint64                 `protobuf:"varint,1,opt,name=dev,proto3" json:"dev,omitempty"`
+	Ino           uint64                 `protobuf:"varint,2,opt,name=ino,proto3" json:"ino,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegionFile) Reset() {
+	*x = RegionFile{}
+	mi := &file_signer_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegionFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegionFile) ProtoMessage() {}
+
+func (x *RegionFile) ProtoReflect() protoreflect.Message {
+	mi := &file_signer_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegionFile.ProtoReflect.Descriptor instead.
+func (*RegionFile) Descriptor() ([]byte, []int) {
+	return file_signer_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RegionFile) GetDev() uint64 {
+	if x != nil {
+		return x.Dev
+	}
+	return 0
+}
+
+func (x *RegionFile) GetIno() uint64 {
+	if x != nil {
+		return x.Ino
+	}
+	return 0
+}
+
 type SignResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The signature TLV value: RSA-PSS, DER ECDSA or raw Ed25519.
@@ -315,7 +434,7 @@ type SignResponse struct {
 
 func (x *SignResponse) Reset() {
 	*x = SignResponse{}
-	mi := &file_signer_proto_msgTypes[2]
+	mi := &file_signer_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -327,7 +446,7 @@ func (x *SignResponse) String() string {
 func (*SignResponse) ProtoMessage() {}
 
 func (x *SignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signer_proto_msgTypes[2]
+	mi := &file_signer_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -340,7 +459,7 @@ func (x *SignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignResponse.ProtoReflect.Descriptor instead.
 func (*SignResponse) Descriptor() ([]byte, []int) {
-	return file_signer_proto_rawDescGZIP(), []int{2}
+	return file_signer_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SignResponse) GetSignature() []byte {
@@ -388,7 +507,7 @@ type PublicKeyRequest struct {
 
 func (x *PublicKeyRequest) Reset() {
 	*x = PublicKeyRequest{}
-	mi := &file_signer_proto_msgTypes[3]
+	mi := &file_signer_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -400,7 +519,7 @@ func (x *PublicKeyRequest) String() string {
 func (*PublicKeyRequest) ProtoMessage() {}
 
 func (x *PublicKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signer_proto_msgTypes[3]
+	mi := &file_signer_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -413,7 +532,7 @@ func (x *PublicKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublicKeyRequest.ProtoReflect.Descriptor instead.
 func (*PublicKeyRequest) Descriptor() ([]byte, []int) {
-	return file_signer_proto_rawDescGZIP(), []int{3}
+	return file_signer_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PublicKeyRequest) GetKeyUri() string {
@@ -457,7 +576,7 @@ type KeyInfo struct {
 
 func (x *KeyInfo) Reset() {
 	*x = KeyInfo{}
-	mi := &file_signer_proto_msgTypes[4]
+	mi := &file_signer_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -469,7 +588,7 @@ func (x *KeyInfo) String() string {
 func (*KeyInfo) ProtoMessage() {}
 
 func (x *KeyInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_signer_proto_msgTypes[4]
+	mi := &file_signer_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -482,7 +601,7 @@ func (x *KeyInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyInfo.ProtoReflect.Descriptor instead.
 func (*KeyInfo) Descriptor() ([]byte, []int) {
-	return file_signer_proto_rawDescGZIP(), []int{4}
+	return file_signer_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *KeyInfo) GetType() string {
@@ -627,7 +746,7 @@ type ListKeysRequest struct {
 
 func (x *ListKeysRequest) Reset() {
 	*x = ListKeysRequest{}
-	mi := &file_signer_proto_msgTypes[5]
+	mi := &file_signer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -639,7 +758,7 @@ func (x *ListKeysRequest) String() string {
 func (*ListKeysRequest) ProtoMessage() {}
 
 func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signer_proto_msgTypes[5]
+	mi := &file_signer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -652,7 +771,7 @@ func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListKeysRequest) Descriptor() ([]byte, []int) {
-	return file_signer_proto_rawDescGZIP(), []int{5}
+	return file_signer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListKeysRequest) GetTokenUri() string {
@@ -671,7 +790,7 @@ type ListKeysResponse struct {
 
 func (x *ListKeysResponse) Reset() {
 	*x = ListKeysResponse{}
-	mi := &file_signer_proto_msgTypes[6]
+	mi := &file_signer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -683,7 +802,7 @@ func (x *ListKeysResponse) String() string {
 func (*ListKeysResponse) ProtoMessage() {}
 
 func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signer_proto_msgTypes[6]
+	mi := &file_signer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -696,7 +815,7 @@ func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListKeysResponse) Descriptor() ([]byte, []int) {
-	return file_signer_proto_rawDescGZIP(), []int{6}
+	return file_signer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListKeysResponse) GetKeys() []*KeyInfo {
@@ -716,7 +835,7 @@ type GenerateKeyRequest struct {
 
 func (x *GenerateKeyRequest) Reset() {
 	*x = GenerateKeyRequest{}
-	mi := &file_signer_proto_msgTypes[7]
+	mi := &file_signer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -728,7 +847,7 @@ func (x *GenerateKeyRequest) String() string {
 func (*GenerateKeyRequest) ProtoMessage() {}
 
 func (x *GenerateKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signer_proto_msgTypes[7]
+	mi := &file_signer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -741,7 +860,7 @@ func (x *GenerateKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateKeyRequest.ProtoReflect.Descriptor instead.
 func (*GenerateKeyRequest) Descriptor() ([]byte, []int) {
-	return file_signer_proto_rawDescGZIP(), []int{7}
+	return file_signer_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GenerateKeyRequest) GetKeyUri() string {
@@ -766,7 +885,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_signer_proto_msgTypes[8]
+	mi := &file_signer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +897,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signer_proto_msgTypes[8]
+	mi := &file_signer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +910,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_signer_proto_rawDescGZIP(), []int{8}
+	return file_signer_proto_rawDescGZIP(), []int{10}
 }
 
 type KeyStatus struct {
@@ -804,7 +923,7 @@ type KeyStatus struct {
 
 func (x *KeyStatus) Reset() {
 	*x = KeyStatus{}
-	mi := &file_signer_proto_msgTypes[9]
+	mi := &file_signer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -816,7 +935,7 @@ func (x *KeyStatus) String() string {
 func (*KeyStatus) ProtoMessage() {}
 
 func (x *KeyStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_signer_proto_msgTypes[9]
+	mi := &file_signer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -829,7 +948,7 @@ func (x *KeyStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyStatus.ProtoReflect.Descriptor instead.
 func (*KeyStatus) Descriptor() ([]byte, []int) {
-	return file_signer_proto_rawDescGZIP(), []int{9}
+	return file_signer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *KeyStatus) GetKey() *KeyInfo {
@@ -875,7 +994,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_signer_proto_msgTypes[10]
+	mi := &file_signer_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +1006,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signer_proto_msgTypes[10]
+	mi := &file_signer_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +1019,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_signer_proto_rawDescGZIP(), []int{10}
+	return file_signer_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StatusResponse) GetVersion() string {
@@ -1065,7 +1184,16 @@ const file_signer_proto_rawDesc = "" +
 	"\tSignChunk\x12-\n" +
 	"\x05start\x18\x01 \x01(\v2\x15.mcusign.v1.SignStartH\x00R\x05start\x12\x14\n" +
 	"\x04data\x18\x02 \x01(\fH\x00R\x04dataB\x05\n" +
-	"\x03msg\"\xa5\x01\n" +
+	"\x03msg\"\x90\x01\n" +
+	"\x10SignImageRequest\x12+\n" +
+	"\x05start\x18\x01 \x01(\v2\x15.mcusign.v1.SignStartR\x05start\x12\x16\n" +
+	"\x06region\x18\x02 \x01(\fR\x06region\x127\n" +
+	"\vregion_file\x18\x03 \x01(\v2\x16.mcusign.v1.RegionFileR\n" +
+	"regionFile\"0\n" +
+	"\n" +
+	"RegionFile\x12\x10\n" +
+	"\x03dev\x18\x01 \x01(\x04R\x03dev\x12\x10\n" +
+	"\x03ino\x18\x02 \x01(\x04R\x03ino\"\xa5\x01\n" +
 	"\fSignResponse\x12\x1c\n" +
 	"\tsignature\x18\x01 \x01(\fR\tsignature\x12\x16\n" +
 	"\x06digest\x18\x02 \x01(\fR\x06digest\x12\x19\n" +
@@ -1145,9 +1273,10 @@ const file_signer_proto_rawDesc = "" +
 	"\x17KEY_PURPOSE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12KEY_PURPOSE_PUBLIC\x10\x01\x12\x14\n" +
 	"\x10KEY_PURPOSE_SIGN\x10\x02\x12\x18\n" +
-	"\x14KEY_PURPOSE_DESCRIBE\x10\x032\xcf\x02\n" +
+	"\x14KEY_PURPOSE_DESCRIBE\x10\x032\x94\x03\n" +
 	"\x06Signer\x129\n" +
-	"\x04Sign\x12\x15.mcusign.v1.SignChunk\x1a\x18.mcusign.v1.SignResponse(\x01\x12>\n" +
+	"\x04Sign\x12\x15.mcusign.v1.SignChunk\x1a\x18.mcusign.v1.SignResponse(\x01\x12C\n" +
+	"\tSignImage\x12\x1c.mcusign.v1.SignImageRequest\x1a\x18.mcusign.v1.SignResponse\x12>\n" +
 	"\tPublicKey\x12\x1c.mcusign.v1.PublicKeyRequest\x1a\x13.mcusign.v1.KeyInfo\x12E\n" +
 	"\bListKeys\x12\x1b.mcusign.v1.ListKeysRequest\x1a\x1c.mcusign.v1.ListKeysResponse\x12B\n" +
 	"\vGenerateKey\x12\x1e.mcusign.v1.GenerateKeyRequest\x1a\x13.mcusign.v1.KeyInfo\x12?\n" +
@@ -1166,44 +1295,50 @@ func file_signer_proto_rawDescGZIP() []byte {
 }
 
 var file_signer_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_signer_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_signer_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_signer_proto_goTypes = []any{
 	(HashAlgorithm)(0),         // 0: mcusign.v1.HashAlgorithm
 	(KeyPurpose)(0),            // 1: mcusign.v1.KeyPurpose
 	(*SignStart)(nil),          // 2: mcusign.v1.SignStart
 	(*SignChunk)(nil),          // 3: mcusign.v1.SignChunk
-	(*SignResponse)(nil),       // 4: mcusign.v1.SignResponse
-	(*PublicKeyRequest)(nil),   // 5: mcusign.v1.PublicKeyRequest
-	(*KeyInfo)(nil),            // 6: mcusign.v1.KeyInfo
-	(*ListKeysRequest)(nil),    // 7: mcusign.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),   // 8: mcusign.v1.ListKeysResponse
-	(*GenerateKeyRequest)(nil), // 9: mcusign.v1.GenerateKeyRequest
-	(*StatusRequest)(nil),      // 10: mcusign.v1.StatusRequest
-	(*KeyStatus)(nil),          // 11: mcusign.v1.KeyStatus
-	(*StatusResponse)(nil),     // 12: mcusign.v1.StatusResponse
+	(*SignImageRequest)(nil),   // 4: mcusign.v1.SignImageRequest
+	(*RegionFile)(nil),         // 5: mcusign.v1.RegionFile
+	(*SignResponse)(nil),       // 6: mcusign.v1.SignResponse
+	(*PublicKeyRequest)(nil),   // 7: mcusign.v1.PublicKeyRequest
+	(*KeyInfo)(nil),            // 8: mcusign.v1.KeyInfo
+	(*ListKeysRequest)(nil),    // 9: mcusign.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),   // 10: mcusign.v1.ListKeysResponse
+	(*GenerateKeyRequest)(nil), // 11: mcusign.v1.GenerateKeyRequest
+	(*StatusRequest)(nil),      // 12: mcusign.v1.StatusRequest
+	(*KeyStatus)(nil),          // 13: mcusign.v1.KeyStatus
+	(*StatusResponse)(nil),     // 14: mcusign.v1.StatusResponse
 }
 var file_signer_proto_depIdxs = []int32{
 	0,  // 0: mcusign.v1.SignStart.hash:type_name -> mcusign.v1.HashAlgorithm
 	2,  // 1: mcusign.v1.SignChunk.start:type_name -> mcusign.v1.SignStart
-	1,  // 2: mcusign.v1.PublicKeyRequest.purpose:type_name -> mcusign.v1.KeyPurpose
-	6,  // 3: mcusign.v1.ListKeysResponse.keys:type_name -> mcusign.v1.KeyInfo
-	6,  // 4: mcusign.v1.KeyStatus.key:type_name -> mcusign.v1.KeyInfo
-	11, // 5: mcusign.v1.StatusResponse.keys:type_name -> mcusign.v1.KeyStatus
-	3,  // 6: mcusign.v1.Signer.Sign:input_type -> mcusign.v1.SignChunk
-	5,  // 7: mcusign.v1.Signer.PublicKey:input_type -> mcusign.v1.PublicKeyRequest
-	7,  // 8: mcusign.v1.Signer.ListKeys:input_type -> mcusign.v1.ListKeysRequest
-	9,  // 9: mcusign.v1.Signer.GenerateKey:input_type -> mcusign.v1.GenerateKeyRequest
-	10, // 10: mcusign.v1.Signer.Status:input_type -> mcusign.v1.StatusRequest
-	4,  // 11: mcusign.v1.Signer.Sign:output_type -> mcusign.v1.SignResponse
-	6,  // 12: mcusign.v1.Signer.PublicKey:output_type -> mcusign.v1.KeyInfo
-	8,  // 13: mcusign.v1.Signer.ListKeys:output_type -> mcusign.v1.ListKeysResponse
-	6,  // 14: mcusign.v1.Signer.GenerateKey:output_type -> mcusign.v1.KeyInfo
-	12, // 15: mcusign.v1.Signer.Status:output_type -> mcusign.v1.StatusResponse
-	11, // [11:16] is the sub-list for method output_type
-	6,  // [6:11] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	2,  // 2: mcusign.v1.SignImageRequest.start:type_name -> mcusign.v1.SignStart
+	5,  // 3: mcusign.v1.SignImageRequest.region_file:type_name -> mcusign.v1.RegionFile
+	1,  // 4: mcusign.v1.PublicKeyRequest.purpose:type_name -> mcusign.v1.KeyPurpose
+	8,  // 5: mcusign.v1.ListKeysResponse.keys:type_name -> mcusign.v1.KeyInfo
+	8,  // 6: mcusign.v1.KeyStatus.key:type_name -> mcusign.v1.KeyInfo
+	13, // 7: mcusign.v1.StatusResponse.keys:type_name -> mcusign.v1.KeyStatus
+	3,  // 8: mcusign.v1.Signer.Sign:input_type -> mcusign.v1.SignChunk
+	4,  // 9: mcusign.v1.Signer.SignImage:input_type -> mcusign.v1.SignImageRequest
+	7,  // 10: mcusign.v1.Signer.PublicKey:input_type -> mcusign.v1.PublicKeyRequest
+	9,  // 11: mcusign.v1.Signer.ListKeys:input_type -> mcusign.v1.ListKeysRequest
+	11, // 12: mcusign.v1.Signer.GenerateKey:input_type -> mcusign.v1.GenerateKeyRequest
+	12, // 13: mcusign.v1.Signer.Status:input_type -> mcusign.v1.StatusRequest
+	6,  // 14: mcusign.v1.Signer.Sign:output_type -> mcusign.v1.SignResponse
+	6,  // 15: mcusign.v1.Signer.SignImage:output_type -> mcusign.v1.SignResponse
+	8,  // 16: mcusign.v1.Signer.PublicKey:output_type -> mcusign.v1.KeyInfo
+	10, // 17: mcusign.v1.Signer.ListKeys:output_type -> mcusign.v1.ListKeysResponse
+	8,  // 18: mcusign.v1.Signer.GenerateKey:output_type -> mcusign.v1.KeyInfo
+	14, // 19: mcusign.v1.Signer.Status:output_type -> mcusign.v1.StatusResponse
+	14, // [14:20] is the sub-list for method output_type
+	8,  // [8:14] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_signer_proto_init() }
@@ -1221,7 +1356,7 @@ func file_signer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_signer_proto_rawDesc), len(file_signer_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

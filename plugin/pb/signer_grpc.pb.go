@@ -24,6 +24,7 @@ const _ = grpc.SupportPackageIsVersion7
 
 const (
 	Signer_Sign_FullMethodName        = "/mcusign.v1.Signer/Sign"
+	Signer_SignImage_FullMethodName   = "/mcusign.v1.Signer/SignImage"
 	Signer_PublicKey_FullMethodName   = "/mcusign.v1.Signer/PublicKey"
 	Signer_ListKeys_FullMethodName    = "/mcusign.v1.Signer/ListKeys"
 	Signer_GenerateKey_FullMethodName = "/mcusign.v1.Signer/GenerateKey"
@@ -41,6 +42,10 @@ type SignerClient interface {
 	// a to-be-signed region, computes the digest itself, records the request
 	// in its audit trail and only then returns the signature.
 	Sign(ctx context.Context, opts ...grpc.CallOption) (Signer_SignClient, error)
+	// SignImage is Sign in one message, for regions up to the daemon's gRPC
+	// message limit (SignImageLimit in package plugin): no stream, no
+	// chunking, one round trip. The daemon treats it exactly as Sign.
+	SignImage(ctx context.Context, in *SignImageRequest, opts ...grpc.CallOption) (*SignResponse, error)
 	// PublicKey looks up one key and describes it.
 	PublicKey(ctx context.Context, in *PublicKeyRequest, opts ...grpc.CallOption) (*KeyInfo, error)
 	// ListKeys describes every key on the token a URI selects.
@@ -93,6 +98,15 @@ func (x *signerSignClient) CloseAndRecv() (*SignResponse, error) {
 	return m, nil
 }
 
+func (c *signerClient) SignImage(ctx context.Context, in *SignImageRequest, opts ...grpc.CallOption) (*SignResponse, error) {
+	out := new(SignResponse)
+	err := c.cc.Invoke(ctx, Signer_SignImage_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *signerClient) PublicKey(ctx context.Context, in *PublicKeyRequest, opts ...grpc.CallOption) (*KeyInfo, error) {
 	out := new(KeyInfo)
 	err := c.cc.Invoke(ctx, Signer_PublicKey_FullMethodName, in, out, opts...)
@@ -140,6 +154,10 @@ type SignerServer interface {
 	// a to-be-signed region, computes the digest itself, records the request
 	// in its audit trail and only then returns the signature.
 	Sign(Signer_SignServer) error
+	// SignImage is Sign in one message, for regions up to the daemon's gRPC
+	// message limit (SignImageLimit in package plugin): no stream, no
+	// chunking, one round trip. The daemon treats it exactly as Sign.
+	SignImage(context.Context, *SignImageRequest) (*SignResponse, error)
 	// PublicKey looks up one key and describes it.
 	PublicKey(context.Context, *PublicKeyRequest) (*KeyInfo, error)
 	// ListKeys describes every key on the token a URI selects.
@@ -157,6 +175,9 @@ type UnimplementedSignerServer struct {
 
 func (UnimplementedSignerServer) Sign(Signer_SignServer) error {
 	return status.Errorf(codes.Unimplemented, "method Sign not implemented")
+}
+func (UnimplementedSignerServer) SignImage(context.Context, *SignImageRequest) (*SignResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SignImage not implemented")
 }
 func (UnimplementedSignerServer) PublicKey(context.Context, *PublicKeyRequest) (*KeyInfo, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method PublicKey not implemented")
@@ -207,6 +228,24 @@ func (x *signerSignServer) Recv() (*SignChunk, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+func _Signer_SignImage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SignImageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SignerServer).SignImage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Signer_SignImage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SignerServer).SignImage(ctx, req.(*SignImageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
 }
 
 func _Signer_PublicKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
@@ -288,6 +327,10 @@ var Signer_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "mcusign.v1.Signer",
 	HandlerType: (*SignerServer)(nil),
 	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "SignImage",
+			Handler:    _Signer_SignImage_Handler,
+		},
 		{
 			MethodName: "PublicKey",
 			Handler:    _Signer_PublicKey_Handler,

@@ -65,6 +65,9 @@ func Self() *Cred {
 type AuthInfo struct {
 	credentials.CommonAuthInfo
 	Cred Cred
+	// Conn is the connection as the server uses it (wrapped by WrapConn),
+	// for what else it carries, such as passed files.
+	Conn net.Conn
 }
 
 // AuthType implements credentials.AuthInfo.
@@ -89,12 +92,23 @@ func FromContext(ctx context.Context) (*Cred, bool) {
 // each connection's peer credentials and pass them to check; a connection
 // check refuses is closed before any RPC is read from it. The connection
 // itself is not encrypted: it is a local unix socket.
-func NewServerCredentials(check func(*Cred) error) credentials.TransportCredentials {
-	return &creds{check: check}
+func NewServerCredentials(check func(*Cred) error, opts ...Option) credentials.TransportCredentials {
+	c := &creds{check: check}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
 }
+
+// Option shapes NewServerCredentials.
+type Option func(*creds)
+
+// WrapConn makes the server use wrap(conn) for every admitted connection.
+func WrapConn(wrap func(net.Conn) net.Conn) Option { return func(c *creds) { c.wrap = wrap } }
 
 type creds struct {
 	check func(*Cred) error
+	wrap  func(net.Conn) net.Conn
 }
 
 func (c *creds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
@@ -107,8 +121,11 @@ func (c *creds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, 
 			return nil, nil, err
 		}
 	}
+	if c.wrap != nil {
+		conn = c.wrap(conn)
+	}
 	// A local socket gives what TLS would: nobody else can read or alter it.
-	return conn, AuthInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}, Cred: *cr}, nil
+	return conn, AuthInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}, Cred: *cr, Conn: conn}, nil
 }
 
 func (c *creds) ClientHandshake(context.Context, string, net.Conn) (net.Conn, credentials.AuthInfo, error) {
@@ -119,6 +136,6 @@ func (c *creds) Info() credentials.ProtocolInfo {
 	return credentials.ProtocolInfo{SecurityProtocol: "peercred"}
 }
 
-func (c *creds) Clone() credentials.TransportCredentials { return &creds{check: c.check} }
+func (c *creds) Clone() credentials.TransportCredentials { return &creds{check: c.check, wrap: c.wrap} }
 
 func (c *creds) OverrideServerName(string) error { return nil }

@@ -448,24 +448,19 @@ func (s *Service) Sign(ctx context.Context, in plugin.SignInput) (*plugin.SignOu
 	rec := audit.Record{Event: audit.EventSign, Peer: auditPeer(s.peer(ctx)), KeyURI: safeURI(in.KeyURI)}
 	out, err := s.sign(ctx, in, &rec)
 	if err == nil {
-		rec.Result = audit.ResultOK
-		t := time.Now()
-		seq, aerr := s.record(rec)
-		out.Timing.Audit = time.Since(t)
-		if aerr == nil {
-			s.signOK.Add(1)
-			s.mu.Lock()
-			if u := s.usage[rec.KeyURI]; u != nil {
-				u.n++
-			}
-			s.mu.Unlock()
-			out.AuditSeq = seq
-			return out, nil
+		s.signOK.Add(1)
+		s.mu.Lock()
+		if u := s.usage[rec.KeyURI]; u != nil {
+			u.n++
 		}
-		s.signFailed.Add(1)
-		return nil, plugin.Errorf(codes.Internal, "mcusignd cannot write its audit log (%v), and it issues no signature without a record; fix the audit log (disk space, permissions) and retry", aerr)
+		s.mu.Unlock()
+		return out, nil
 	}
 	s.signFailed.Add(1)
+	var ae *auditError
+	if errors.As(err, &ae) {
+		return nil, plugin.Errorf(codes.Internal, "mcusignd cannot write its audit log (%v), and it issues no signature without a record; fix the audit log (disk space, permissions) and retry", ae.err)
+	}
 	rec.Result = audit.ResultError
 	var r *refusal
 	if errors.As(err, &r) {
@@ -476,6 +471,12 @@ func (s *Service) Sign(ctx context.Context, in plugin.SignInput) (*plugin.SignOu
 	_, _ = s.record(rec)
 	return nil, err
 }
+
+// auditError is a sign request that failed because its record could not
+// be made durable.
+type auditError struct{ err error }
+
+func (e *auditError) Error() string { return "audit log: " + e.err.Error() }
 
 func (s *Service) sign(ctx context.Context, in plugin.SignInput, rec *audit.Record) (*plugin.SignOutput, error) {
 	uri, err := s.keyURI(in.KeyURI)
@@ -543,13 +544,37 @@ func (s *Service) sign(ctx context.Context, in plugin.SignInput, rec *audit.Reco
 	rec.KeyURI, rec.KeyType = k.uri, string(k.Type())
 	rec.KeyFingerprint = k.fingerprint
 	rec.SignatureType = signatureType(k.Type(), in.Pure)
+	// The record is written and fsynced while the token signs, so the
+	// fsync's latency hides behind the token's instead of adding to it. The
+	// signature leaves the daemon only once its record is durable; should
+	// the token fail after the record was written, a second record voids it.
+	type committed struct {
+		seq uint64
+		err error
+	}
+	audited := make(chan committed, 1)
+	okRec := *rec
+	okRec.Result = audit.ResultOK
+	go func() {
+		seq, err := s.record(okRec)
+		audited <- committed{seq, err}
+	}()
 	sig, err := k.Sign(ctx, signer.SignRequest{Payload: payload, Digest: digest, Hash: in.Hash, Pure: in.Pure})
+	tm.Token, t = time.Since(t), time.Now()
+	a := <-audited
+	tm.Audit = time.Since(t)
 	if err != nil {
 		s.forget(uri) // the key may be gone or its session broken; look it up afresh next time
+		if a.err == nil {
+			rec.Voids = a.seq
+		}
 		return nil, s.backendErr(err)
 	}
-	tm.Token = time.Since(t)
-	return &plugin.SignOutput{Signature: sig, Digest: digest, KeyType: k.Type(), Fingerprint: rec.KeyFingerprint, Timing: tm}, nil
+	if a.err != nil {
+		return nil, &auditError{a.err}
+	}
+	return &plugin.SignOutput{Signature: sig, Digest: digest, KeyType: k.Type(), Fingerprint: rec.KeyFingerprint,
+		AuditSeq: a.seq, Timing: tm}, nil
 }
 
 // refused audits a policy refusal of a request that is otherwise not

@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -344,4 +345,47 @@ func TestBoundedConcurrency(t *testing.T) {
 	require.Len(t, f.records(t), 16)
 	_, err := New(Config{Mode: OnDemand, Backend: cb, Audit: f.log, MaxConcurrent: pkcs11key.SessionPoolSize + 1})
 	require.ErrorContains(t, err, "--max-concurrent")
+}
+
+// failingBackend's keys fail in the token, after the daemon has made the
+// request's record durable.
+type failingBackend struct{ *fakeBackend }
+
+type failingKey struct{ BackendKey }
+
+func (b failingBackend) Open(ctx context.Context, uri string) (BackendKey, error) {
+	k, err := b.fakeBackend.Open(ctx, uri)
+	return failingKey{k}, err
+}
+
+func (failingKey) Sign(context.Context, signer.SignRequest) ([]byte, error) {
+	return nil, errors.New("CKR_DEVICE_ERROR")
+}
+
+// The record of a signature is written while the token signs; when the
+// token then fails, a second record voids the first, so the trail counts
+// exactly the signatures issued.
+func TestTokenFailureVoidsRecord(t *testing.T) {
+	f := newFixture(t, Standing, func(c *Config) { c.Backend = failingBackend{c.Backend.(*fakeBackend)} })
+	out, err := f.svc.Sign(context.Background(), input("pkcs11:object=fw", region(t)))
+	require.Nil(t, out)
+	require.ErrorContains(t, err, "CKR_DEVICE_ERROR")
+	recs := f.records(t)
+	require.Len(t, recs, 2)
+	var first, second audit.Record
+	require.NoError(t, json.Unmarshal([]byte(recs[0]), &first))
+	require.NoError(t, json.Unmarshal([]byte(recs[1]), &second))
+	require.Equal(t, audit.ResultOK, first.Result)
+	require.NotNil(t, first.Image)
+	require.Equal(t, audit.ResultError, second.Result)
+	require.Equal(t, first.Seq, second.Voids)
+	require.Contains(t, second.Error, "CKR_DEVICE_ERROR")
+	require.Equal(t, first.Image.Digest, second.Image.Digest)
+	st, err := f.svc.Status(context.Background())
+	require.NoError(t, err)
+	require.EqualValues(t, 0, st.SignaturesOK)
+	require.EqualValues(t, 1, st.SignaturesFailed)
+	var v audit.Verifier
+	require.NoError(t, v.File(f.path, strings.NewReader(strings.Join(recs, "\n")+"\n")))
+	require.Equal(t, 2, v.Summary().Records)
 }

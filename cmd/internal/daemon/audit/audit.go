@@ -89,7 +89,11 @@ type Record struct {
 	SignatureType  string `json:"signature_type,omitempty"`
 	Result         string `json:"result"`
 	Error          string `json:"error,omitempty"`
-	Prev           string `json:"prev"`
+	// Voids is the seq of an "ok" sign record this record takes back: the
+	// record of a signature is made durable while the token signs, and
+	// when the token then fails, no signature was issued after all.
+	Voids uint64 `json:"voids,omitempty"`
+	Prev  string `json:"prev"`
 }
 
 // hashSuffix precedes the hash at the end of every line.
