@@ -4,10 +4,11 @@
 # CI never need protoc; run this only after editing the .proto.
 #
 # Needs protoc (Debian: apt install protobuf-compiler; checked with 3.21.12).
-# The Go generators are installed into a temporary GOBIN at the versions
-# that match go.mod: protoc-gen-go with google.golang.org/protobuf, and
-# protoc-gen-go-grpc 1.3.0, the last release whose output works with
-# google.golang.org/grpc v1.61 (1.4 needs grpc >= 1.62).
+# The Go generators are installed into a temporary GOBIN at pinned versions
+# whose output the runtimes in go.mod accept: protoc-gen-go v1.36.6 (go.mod
+# has google.golang.org/protobuf v1.36.12), and
+# protoc-gen-go-grpc 1.3.0, whose output works with every google.golang.org/grpc
+# from v1.61 on (go.mod has v1.85).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
