@@ -273,14 +273,16 @@ func TestSignTiming(t *testing.T) {
 	c := plugin.NewClient(serve(t, timedStub{&stub{pub: pub}}, &refused))
 	k, err := c.OpenKey(context.Background(), "pkcs11:object=fw")
 	require.NoError(t, err)
-	payload := []byte("region")
-	d := sha512.Sum512(payload)
-	req := signer.SignRequest{Payload: payload, Digest: d[:], Hash: crypto.SHA512}
-	var tm plugin.SignTiming
-	sig, err := k.Sign(plugin.WithSignTiming(context.Background(), &tm), req)
-	require.NoError(t, err)
-	require.Equal(t, "signature", string(sig))
-	require.Equal(t, plugin.SignTiming{Receive: 1500 * time.Microsecond, Hash: 2, Queue: 3, Token: time.Second, Audit: 5 * time.Millisecond}, tm)
-	_, err = k.Sign(context.Background(), req)
-	require.NoError(t, err)
+	// One SignImage message, and (beyond SignImageLimit) the Sign stream.
+	for _, payload := range [][]byte{[]byte("region"), make([]byte, plugin.SignImageLimit+1)} {
+		d := sha512.Sum512(payload)
+		req := signer.SignRequest{Payload: payload, Digest: d[:], Hash: crypto.SHA512}
+		var tm plugin.SignTiming
+		sig, err := k.Sign(plugin.WithSignTiming(context.Background(), &tm), req)
+		require.NoError(t, err)
+		require.Equal(t, "signature", string(sig))
+		require.Equal(t, plugin.SignTiming{Receive: 1500 * time.Microsecond, Hash: 2, Queue: 3, Token: time.Second, Audit: 5 * time.Millisecond}, tm)
+		_, err = k.Sign(context.Background(), req)
+		require.NoError(t, err)
+	}
 }

@@ -72,10 +72,7 @@ func (s *server) Sign(stream pb.Signer_SignServer) error {
 	if err != nil {
 		return err
 	}
-	if resp.trailer != nil {
-		stream.SetTrailer(resp.trailer)
-	}
-	return stream.SendAndClose(resp.msg)
+	return stream.SendAndClose(resp)
 }
 
 func (s *server) SignImage(ctx context.Context, req *pb.SignImageRequest) (*pb.SignResponse, error) {
@@ -112,14 +109,7 @@ func (s *server) SignImage(ctx context.Context, req *pb.SignImageRequest) (*pb.S
 	default:
 		in.Read = func(context.Context) ([]byte, error) { return req.Region, nil }
 	}
-	resp, err := s.sign(ctx, in)
-	if err != nil {
-		return nil, err
-	}
-	if resp.trailer != nil {
-		_ = grpc.SetTrailer(ctx, resp.trailer)
-	}
-	return resp.msg, nil
+	return s.sign(ctx, in)
 }
 
 // passedFile claims the file a request names from its connection.
@@ -152,28 +142,23 @@ func signInput(start *pb.SignStart) (SignInput, error) {
 	return SignInput{KeyURI: start.KeyUri, Hash: hash, Pure: start.Pure, Size: int64(start.Size), Digest: start.Digest}, nil
 }
 
-type signResult struct {
-	msg     *pb.SignResponse
-	trailer metadata.MD
-}
-
-// sign runs one request, from either RPC, through the service.
-func (s *server) sign(ctx context.Context, in SignInput) (*signResult, error) {
+// sign runs one request, from either RPC, through the service. The
+// timing goes in the call's trailer, for unary and stream calls alike.
+func (s *server) sign(ctx context.Context, in SignInput) (*pb.SignResponse, error) {
 	out, err := s.svc.Sign(ctx, in)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	r := &signResult{msg: &pb.SignResponse{
+	if wantsTiming(ctx) {
+		_ = grpc.SetTrailer(ctx, metadata.Pairs(timingTrailer, out.Timing.encode()))
+	}
+	return &pb.SignResponse{
 		Signature:      out.Signature,
 		Digest:         out.Digest,
 		KeyType:        string(out.KeyType),
 		KeyFingerprint: out.Fingerprint,
 		AuditSeq:       out.AuditSeq,
-	}}
-	if wantsTiming(ctx) {
-		r.trailer = metadata.Pairs(timingTrailer, out.Timing.encode())
-	}
-	return r, nil
+	}, nil
 }
 
 // receive collects exactly size bytes of chunks into one buffer allocated

@@ -60,7 +60,7 @@ type SignTiming struct {
 	Hash    time.Duration // parsing and hashing the region
 	Queue   time.Duration // waiting for one of the token slots
 	Token   time.Duration // the key's signing operation in the token
-	Audit   time.Duration // writing and syncing the audit record
+	Audit   time.Duration // waiting for the audit record's fsync after the token finished (it runs while the token signs)
 }
 
 // KeyPurpose says what a PublicKey lookup is for.

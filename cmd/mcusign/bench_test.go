@@ -295,7 +295,7 @@ func median(ds []time.Duration) time.Duration {
 // (the key's public half: RPC or PEM parse), both while the input is read,
 // read, key-wait (the wait for the key after the read), hash (layout and hashing
 // before the signature), sign (the HSM's time, as the daemon measured it),
-// audit (the daemon's record and fsync), rpc (the rest of the signing call:
+// audit (the wait for the record's fsync after the token's signature), rpc (the rest of the signing call:
 // upload, the daemon's parse and hash, replies), verify, write, exit.
 func BenchmarkSignCommand(b *testing.B) {
 	tok := benchToken(b)

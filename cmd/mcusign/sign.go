@@ -16,6 +16,7 @@ import (
 	"github.com/mcusign/mcusign/cmd/internal/fileutil"
 	"github.com/mcusign/mcusign/signer"
 	"github.com/mcusign/mcusign/signer/ihex"
+	"github.com/mcusign/mcusign/signer/pkcs11key"
 )
 
 // signFlags mirrors imgtool sign's options.
@@ -299,26 +300,27 @@ func (e *env) sign(cmd *cobra.Command, f *signFlags, infile, outfile string) err
 		return usageError{signer.ErrCompressNeedsKey}
 	}
 
-	// The key is opened (for a token: connecting to the daemon, looking the
-	// key up) while the input is read, so neither waits for the other.
+	// A token key is opened (connecting to the daemon, looking the key up)
+	// while the input is read, so neither waits for the other. A key file
+	// is opened after the read, as before: it may ask for its passphrase,
+	// which must not come before an error about the input.
 	var kr *keyRef
 	var kerr error
 	keyOpened := make(chan struct{})
-	go func() {
+	openKey := func() {
 		defer close(keyOpened)
-		if f.key == "" {
-			return
-		}
 		t, connected := time.Now(), trace.get("connect")
 		kr, kerr = e.openKey(f.key, true)
 		trace.add("lookup", time.Since(t)-(trace.get("connect")-connected))
-	}()
-	defer func() {
-		<-keyOpened
-		if kr != nil {
+	}
+	overlap := pkcs11key.IsURI(f.key)
+	if overlap {
+		go openKey()
+		defer func() {
+			<-keyOpened
 			kr.Close()
-		}
-	}()
+		}()
+	}
 
 	// A binary input is read straight into the buffer its image is built in.
 	t := time.Now()
@@ -334,9 +336,11 @@ func (e *env) sign(cmd *cobra.Command, f *signFlags, infile, outfile string) err
 		return err
 	}
 	trace.since("read", t)
-	t = time.Now()
-	<-keyOpened
-	trace.since("key-wait", t) // what opening the key added to the read
+	if overlap {
+		t = time.Now()
+		<-keyOpened
+		trace.since("key-wait", t) // what opening the key added to the read
+	}
 	// imgtool moves a HEX base down by the prepended header (but not from 0).
 	if base != nil && opts.PadHeader && *base != 0 {
 		if *base < uint32(opts.HeaderSize) {
@@ -359,6 +363,10 @@ func (e *env) sign(cmd *cobra.Command, f *signFlags, infile, outfile string) err
 	var key signer.Key
 	var fixed *signer.FixedSignature
 	if f.key != "" {
+		if !overlap {
+			openKey()
+			defer kr.Close()
+		}
 		if kerr != nil {
 			return kerr
 		}
