@@ -96,6 +96,28 @@ func (r results) ratio(a, b, unit string) (float64, bool) {
 	return (q[len(q)/2-1] + q[len(q)/2]) / 2, true
 }
 
+// ceiling is the highest daemon/raw ratio a signing path that adds one
+// round trip per signature could reach: the time per operation of a raw
+// signature and of a bare round trip, each measured alone at the same
+// concurrency on the same machine, add up when every signature needs
+// both, so the rate is at most 1/(1/raw + 1/trips) and the ratio
+// 1/(1 + raw/trips). Median over the rounds, like ratio.
+func (r results) ceiling(raw, trips string) (float64, bool) {
+	as, bs := r[raw]["sig/s"], r[trips]["trips/s"]
+	if len(as) == 0 || len(as) != len(bs) {
+		return 0, false
+	}
+	q := make([]float64, len(as))
+	for i := range as {
+		q[i] = 1 / (1 + as[i]/bs[i])
+	}
+	sort.Float64s(q)
+	if len(q)%2 == 1 {
+		return q[len(q)/2], true
+	}
+	return (q[len(q)/2-1] + q[len(q)/2]) / 2, true
+}
+
 // num formats a value with about three significant digits.
 func num(v float64, ok bool) string {
 	if !ok {
@@ -141,8 +163,8 @@ func main() {
 
 	fmt.Fprintln(w, "### Signing rate: daemon end to end vs raw PKCS#11 (64 KiB images)")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| key | c | raw sig/s | daemon sig/s | daemon/raw | target (c=2) | CPU µs/sig raw | CPU µs/sig daemon | daemon, audit on tmpfs sig/s (diagnostic) | tmpfs/raw |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| key | c | raw sig/s | daemon sig/s | daemon/raw | target (c=2) | bare round trips/s | ceiling: raw + one round trip | CPU µs/sig raw | CPU µs/sig daemon | CPU µs per round trip | daemon, audit on tmpfs sig/s (diagnostic) | tmpfs/raw |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, k := range signKeys {
 		for _, c := range []string{"1", "2", "8"} {
 			base := "BenchmarkSignRate/key=" + k + "/c=" + c + "/path="
@@ -151,17 +173,20 @@ func main() {
 			tf, tok := res.get(base+"daemon-tmpfs", "sig/s")
 			rc, rcok := res.get(base+"raw", "cpu-µs/op")
 			dc, dcok := res.get(base+"daemon", "cpu-µs/op")
+			trips, pok := res.get(base+"lookup", "trips/s")
+			pc, pcok := res.get(base+"lookup", "cpu-µs/op")
 			q, qok := res.ratio(base+"daemon", base+"raw", "sig/s")
 			tq, tqok := res.ratio(base+"daemon-tmpfs", base+"raw", "sig/s")
+			ceil, cok := res.ceiling(base+"raw", base+"lookup")
 			target := ""
 			if c == "2" && qok {
 				t := rateTarget[k]
 				met := q >= t
 				target = fmt.Sprintf("≥ %.0f %%: %s", 100*t, verdict(met))
-				summary = append(summary, fmt.Sprintf("daemon/raw %s c=2 %s (target ≥ %.0f %%): %s", k, pct(q, true), 100*t, verdict(met)))
+				summary = append(summary, fmt.Sprintf("daemon/raw %s c=2 %s (target ≥ %.0f %%, ceiling over this transport %s): %s", k, pct(q, true), 100*t, pct(ceil, cok), verdict(met)))
 			}
-			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", k, c, num(raw, rok), num(d, dok), pct(q, qok), target,
-				num(rc, rcok), num(dc, dcok), num(tf, tok), pct(tq, tqok))
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", k, c, num(raw, rok), num(d, dok), pct(q, qok), target,
+				num(trips, pok), pct(ceil, cok), num(rc, rcok), num(dc, dcok), num(pc, pcok), num(tf, tok), pct(tq, tqok))
 		}
 	}
 	fmt.Fprintln(w)
