@@ -472,6 +472,12 @@ func (s *Service) Sign(ctx context.Context, in plugin.SignInput) (*plugin.SignOu
 	return nil, err
 }
 
+// committed is the outcome of appending an audit record.
+type committed struct {
+	seq uint64
+	err error
+}
+
 // auditError is a sign request that failed because its record could not
 // be made durable.
 type auditError struct{ err error }
@@ -544,25 +550,40 @@ func (s *Service) sign(ctx context.Context, in plugin.SignInput, rec *audit.Reco
 	rec.KeyURI, rec.KeyType = k.uri, string(k.Type())
 	rec.KeyFingerprint = k.fingerprint
 	rec.SignatureType = signatureType(k.Type(), in.Pure)
-	// The record is written and fsynced while the token signs, so the
-	// fsync's latency hides behind the token's instead of adding to it. The
-	// signature leaves the daemon only once its record is durable; should
-	// the token fail after the record was written, a second record voids it.
-	type committed struct {
-		seq uint64
-		err error
-	}
-	audited := make(chan committed, 1)
+	// The signature leaves the daemon only once its record is durable; the
+	// record is written before the token's answer is known, and should the
+	// token fail after it, a second record voids it.
 	okRec := *rec
 	okRec.Result = audit.ResultOK
-	go func() {
-		seq, err := s.record(okRec)
-		audited <- committed{seq, err}
-	}()
-	sig, err := k.Sign(ctx, signer.SignRequest{Payload: payload, Digest: digest, Hash: in.Hash, Pure: in.Pure})
-	tm.Token, t = time.Since(t), time.Now()
-	a := <-audited
-	tm.Audit = time.Since(t)
+	var sig []byte
+	var a committed
+	if s.inFlight.Load() > 1 {
+		// Other requests are in flight and keep the CPUs busy while this
+		// one waits for its fsync: the record is made durable first, and
+		// the token is not asked for a signature the log has no room for.
+		a.seq, a.err = s.record(okRec)
+		tm.Audit, t = time.Since(t), time.Now()
+		if a.err != nil {
+			return nil, &auditError{a.err}
+		}
+		sig, err = k.Sign(ctx, signer.SignRequest{Payload: payload, Digest: digest, Hash: in.Hash, Pure: in.Pure})
+		tm.Token = time.Since(t)
+	} else {
+		// Alone, the record is written and fsynced while the token signs,
+		// so the fsync's latency hides behind the token's. (With others in
+		// flight that costs more than it hides: the second thread it takes
+		// is CPU the other requests need; measured in docs/performance.md.)
+		audited := make(chan committed, 1)
+		go func() {
+			var c committed
+			c.seq, c.err = s.record(okRec)
+			audited <- c
+		}()
+		sig, err = k.Sign(ctx, signer.SignRequest{Payload: payload, Digest: digest, Hash: in.Hash, Pure: in.Pure})
+		tm.Token, t = time.Since(t), time.Now()
+		a = <-audited
+		tm.Audit = time.Since(t)
+	}
 	if err != nil {
 		s.forget(uri) // the key may be gone or its session broken; look it up afresh next time
 		if a.err == nil {

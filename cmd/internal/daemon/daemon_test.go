@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"os"
@@ -239,13 +240,67 @@ func TestOnDemandPassesURIs(t *testing.T) {
 	require.Contains(t, f.records(t)[0], `"pid":42`) // the launching parent
 }
 
-// No signature leaves the daemon without its audit record.
+// How a request orders its audit record and the token's signature depends
+// on whether other requests are in flight (written while the token signs
+// when alone, first otherwise); the trail must not tell the difference.
+var inFlightCases = []struct {
+	name   string
+	others int32
+}{{"alone", 0}, {"others in flight", 1}}
+
+// othersInFlight makes the service see n other sign requests in flight.
+func (f *fixture) othersInFlight(t *testing.T, n int32) {
+	f.svc.inFlight.Add(n)
+	t.Cleanup(func() { f.svc.inFlight.Add(-n) })
+}
+
+// No signature leaves the daemon without its audit record; with others in
+// flight, where the record is written first, the token is not even asked.
 func TestNoSignatureWithoutRecord(t *testing.T) {
-	f := newFixture(t, Standing, nil)
-	require.NoError(t, f.log.Close())
-	out, err := f.svc.Sign(context.Background(), input("pkcs11:object=fw", region(t)))
-	require.Nil(t, out)
-	require.ErrorContains(t, err, "issues no signature without a record")
+	for _, c := range inFlightCases {
+		t.Run(c.name, func(t *testing.T) {
+			var b *countingBackend
+			f := newFixture(t, Standing, func(cfg *Config) {
+				b = &countingBackend{fakeBackend: cfg.Backend.(*fakeBackend)}
+				cfg.Backend = b
+			})
+			f.othersInFlight(t, c.others)
+			require.NoError(t, f.log.Close())
+			out, err := f.svc.Sign(context.Background(), input("pkcs11:object=fw", region(t)))
+			require.Nil(t, out)
+			require.ErrorContains(t, err, "issues no signature without a record")
+			if c.others > 0 {
+				require.Zero(t, b.total, "the token signed although the record could not be written")
+			}
+		})
+	}
+}
+
+// Either order gives one record per signature, numbered as the reply says.
+func TestSignRecordEitherOrder(t *testing.T) {
+	var recs [2]audit.Record
+	for i, c := range inFlightCases {
+		t.Run(c.name, func(t *testing.T) {
+			var b *countingBackend
+			f := newFixture(t, Standing, func(cfg *Config) {
+				b = &countingBackend{fakeBackend: cfg.Backend.(*fakeBackend)}
+				cfg.Backend = b
+			})
+			f.othersInFlight(t, c.others)
+			out, err := f.svc.Sign(context.Background(), input("pkcs11:object=fw", region(t)))
+			require.NoError(t, err)
+			require.Equal(t, 1, b.total)
+			lines := f.records(t)
+			require.Len(t, lines, 1)
+			require.NoError(t, json.Unmarshal([]byte(lines[0]), &recs[i]))
+			require.Equal(t, audit.ResultOK, recs[i].Result)
+			require.Equal(t, recs[i].Seq, out.AuditSeq)
+			require.Equal(t, hex.EncodeToString(out.Digest), recs[i].Image.Digest)
+			require.Positive(t, out.Timing.Token)
+		})
+	}
+	require.Equal(t, recs[0].SignatureType, recs[1].SignatureType)
+	require.Equal(t, recs[0].Image.Size, recs[1].Image.Size)
 }
 
 func TestKeygenPolicy(t *testing.T) {
@@ -296,11 +351,11 @@ func TestRequestDeadline(t *testing.T) {
 	require.Contains(t, f.records(t)[0], "request deadline")
 }
 
-// countingBackend records how many signatures run at once.
+// countingBackend records how many signatures run at once, and in all.
 type countingBackend struct {
 	*fakeBackend
-	mu       sync.Mutex
-	now, max int
+	mu              sync.Mutex
+	now, max, total int
 }
 
 type countingKey struct {
@@ -316,6 +371,7 @@ func (b *countingBackend) Open(ctx context.Context, uri string) (BackendKey, err
 func (k countingKey) Sign(ctx context.Context, req signer.SignRequest) ([]byte, error) {
 	k.b.mu.Lock()
 	k.b.now++
+	k.b.total++
 	k.b.max = max(k.b.max, k.b.now)
 	k.b.mu.Unlock()
 	defer func() { k.b.mu.Lock(); k.b.now--; k.b.mu.Unlock() }()
@@ -366,7 +422,14 @@ func (failingKey) Sign(context.Context, signer.SignRequest) ([]byte, error) {
 // token then fails, a second record voids the first, so the trail counts
 // exactly the signatures issued.
 func TestTokenFailureVoidsRecord(t *testing.T) {
+	for _, c := range inFlightCases {
+		t.Run(c.name, func(t *testing.T) { testTokenFailureVoidsRecord(t, c.others) })
+	}
+}
+
+func testTokenFailureVoidsRecord(t *testing.T, others int32) {
 	f := newFixture(t, Standing, func(c *Config) { c.Backend = failingBackend{c.Backend.(*fakeBackend)} })
+	f.othersInFlight(t, others)
 	out, err := f.svc.Sign(context.Background(), input("pkcs11:object=fw", region(t)))
 	require.Nil(t, out)
 	require.ErrorContains(t, err, "CKR_DEVICE_ERROR")

@@ -90,8 +90,8 @@ type Record struct {
 	Result         string `json:"result"`
 	Error          string `json:"error,omitempty"`
 	// Voids is the seq of an "ok" sign record this record takes back: the
-	// record of a signature is made durable while the token signs, and
-	// when the token then fails, no signature was issued after all.
+	// record of a signature is made durable before the token's answer is
+	// known, and when the token then fails, no signature was issued.
 	Voids uint64 `json:"voids,omitempty"`
 	Prev  string `json:"prev"`
 }
