@@ -42,16 +42,18 @@ const daemonWaitLimit = 2 * time.Minute
 
 // procLines collects a process's output and lets tests wait for a line.
 type procLines struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
-	cond *sync.Cond
-	done bool
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	cond  *sync.Cond
+	done  bool
+	ended chan struct{} // closed when the stream has been read to its end
 }
 
 func newProcLines(r io.Reader) *procLines {
-	l := &procLines{}
+	l := &procLines{ended: make(chan struct{})}
 	l.cond = sync.NewCond(&l.mu)
 	go func() {
+		defer close(l.ended)
 		sc := bufio.NewScanner(r)
 		for sc.Scan() {
 			l.mu.Lock()
@@ -122,6 +124,8 @@ func startDaemon(t testing.TB, tok *p11test.Token, sockDir, auditLog string, ext
 	require.NoError(t, cmd.Start())
 	d := &daemonProc{cmd: cmd, sockDir: sockDir, auditLog: auditLog, stderr: newProcLines(errPipe), exited: make(chan struct{})}
 	go func() {
+		// Wait closes the pipe: only after its last lines were read.
+		<-d.stderr.ended
 		d.exitErr = cmd.Wait()
 		close(d.exited)
 	}()
@@ -704,6 +708,7 @@ func TestDaemonPINNeverLeaks(t *testing.T) {
 	require.NoError(t, err)
 	require.NotContains(t, string(cmdline), p11test.PIN)
 	require.NoError(t, pe.Process.Signal(syscall.SIGTERM))
+	<-peLog.ended // all of its output, before Wait closes the pipe
 	require.NoError(t, pe.Wait())
 
 	for _, f := range []string{d.auditLog, d.auditLog + ".1", filepath.Join(work, "a2.jsonl")} {
