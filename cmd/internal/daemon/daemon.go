@@ -377,6 +377,24 @@ func (k *openKey) describe(ctx context.Context) (*plugin.KeyInfo, error) {
 	return &ki, nil
 }
 
+// described is the description of the key uri names if it is open and
+// was described already, else nil.
+func (s *Service) described(uri string) *plugin.KeyInfo {
+	s.mu.Lock()
+	k := s.keys[uri]
+	s.mu.Unlock()
+	if k == nil {
+		return nil
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.info == nil {
+		return nil
+	}
+	ki := *k.info
+	return &ki
+}
+
 // key opens (once) the key a backend URI names.
 func (s *Service) key(ctx context.Context, uri string) (*openKey, error) {
 	s.mu.Lock()
@@ -618,6 +636,14 @@ func (s *Service) PublicKey(ctx context.Context, raw string, purpose plugin.KeyP
 	if err != nil {
 		s.refused(ctx, "public-key", raw, err)
 		return nil, err
+	}
+	if purpose == plugin.PurposeSign {
+		// Every signing command starts with this lookup; a key already
+		// opened and described is answered from memory, without a token
+		// slot, so commands do not queue behind other builds' signatures.
+		if ki := s.described(uri); ki != nil {
+			return ki, nil
+		}
 	}
 	release, err := s.acquire(ctx)
 	if err != nil {

@@ -379,6 +379,25 @@ func (k countingKey) Sign(ctx context.Context, req signer.SignRequest) ([]byte, 
 	return k.BackendKey.Sign(ctx, req)
 }
 
+// A signing command's key lookup does not queue behind signatures: with
+// every token slot taken, a key the daemon has described already is
+// answered at once, and only a key it has never opened waits for a slot.
+func TestLookupNeedsNoSlotOnceDescribed(t *testing.T) {
+	f := newFixture(t, Standing, func(c *Config) { c.MaxConcurrent, c.RequestTimeout = 1, 200*time.Millisecond })
+	ctx := context.Background()
+	first, err := f.svc.PublicKey(ctx, "pkcs11:object=fw", plugin.PurposeSign)
+	require.NoError(t, err)
+	release, err := f.svc.acquire(ctx) // the only slot, as a long signature would hold it
+	require.NoError(t, err)
+	defer release()
+	again, err := f.svc.PublicKey(ctx, "pkcs11:object=fw", plugin.PurposeSign)
+	require.NoError(t, err)
+	require.Equal(t, first, again)
+	f.backend.keys["other"] = f.backend.keys["fw"]
+	_, err = f.svc.PublicKey(ctx, "pkcs11:object=other", plugin.PurposeSign)
+	require.Equal(t, codes.DeadlineExceeded, statusCode(err), "%v", err)
+}
+
 // No more than MaxConcurrent token operations run at once; the rest queue.
 func TestBoundedConcurrency(t *testing.T) {
 	var cb *countingBackend
