@@ -68,7 +68,7 @@ func (s *server) Sign(stream pb.Signer_SignServer) error {
 		return err
 	}
 	in.Read = func(ctx context.Context) ([]byte, error) { return receive(ctx, stream, in.Size) }
-	resp, err := s.sign(stream.Context(), in)
+	resp, err := s.sign(stream.Context(), in, "stream")
 	if err != nil {
 		return err
 	}
@@ -83,8 +83,10 @@ func (s *server) SignImage(ctx context.Context, req *pb.SignImageRequest) (*pb.S
 	if err != nil {
 		return nil, err
 	}
+	via := "message"
 	switch {
 	case req.RegionFile != nil:
+		via = "file"
 		f, err := passedFile(ctx, req.RegionFile)
 		if err != nil {
 			return nil, err
@@ -109,7 +111,7 @@ func (s *server) SignImage(ctx context.Context, req *pb.SignImageRequest) (*pb.S
 	default:
 		in.Read = func(context.Context) ([]byte, error) { return req.Region, nil }
 	}
-	return s.sign(ctx, in)
+	return s.sign(ctx, in, via)
 }
 
 // passedFile claims the file a request names from its connection.
@@ -143,13 +145,15 @@ func signInput(start *pb.SignStart) (SignInput, error) {
 }
 
 // sign runs one request, from either RPC, through the service. The
-// timing goes in the call's trailer, for unary and stream calls alike.
-func (s *server) sign(ctx context.Context, in SignInput) (*pb.SignResponse, error) {
+// timing, with how the region came (via), goes in the call's trailer, for
+// unary and stream calls alike.
+func (s *server) sign(ctx context.Context, in SignInput, via string) (*pb.SignResponse, error) {
 	out, err := s.svc.Sign(ctx, in)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	if wantsTiming(ctx) {
+		out.Timing.Via = via
 		_ = grpc.SetTrailer(ctx, metadata.Pairs(timingTrailer, out.Timing.encode()))
 	}
 	return &pb.SignResponse{

@@ -60,7 +60,11 @@ type SignTiming struct {
 	Hash    time.Duration // parsing and hashing the region
 	Queue   time.Duration // waiting for one of the token slots
 	Token   time.Duration // the key's signing operation in the token
-	Audit   time.Duration // waiting for the audit record's fsync after the token finished (it runs while the token signs)
+	Audit   time.Duration // the audit record's write and fsync, as far as the request waited for it (a lone request's runs while the token signs)
+	// Via is how the region reached the daemon: "file" (a sealed memory
+	// file passed on the socket), "message" (one SignImage message) or
+	// "stream" (Sign chunks). The plugin's server sets it.
+	Via string
 }
 
 // KeyPurpose says what a PublicKey lookup is for.

@@ -46,7 +46,7 @@ func (t *SignTiming) fields() []struct {
 	}{{"receive", &t.Receive}, {"hash", &t.Hash}, {"queue", &t.Queue}, {"token", &t.Token}, {"audit", &t.Audit}}
 }
 
-// encode renders t as "receive=NS hash=NS ..." (nanoseconds).
+// encode renders t as "receive=NS hash=NS ... via=file" (nanoseconds).
 func (t SignTiming) encode() string {
 	var b strings.Builder
 	for i, f := range t.fields() {
@@ -55,6 +55,9 @@ func (t SignTiming) encode() string {
 		}
 		b.WriteString(f.name + "=" + strconv.FormatInt(int64(*f.d), 10))
 	}
+	if t.Via != "" {
+		b.WriteString(" via=" + t.Via)
+	}
 	return b.String()
 }
 
@@ -62,6 +65,10 @@ func (t SignTiming) encode() string {
 func (t *SignTiming) decode(s string) {
 	for _, kv := range strings.Fields(s) {
 		k, v, _ := strings.Cut(kv, "=")
+		if k == "via" {
+			t.Via = v
+			continue
+		}
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
 			continue

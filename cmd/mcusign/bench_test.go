@@ -263,10 +263,11 @@ func rawSign(b *testing.B, tok *p11test.Token, kt signer.KeyType, c int, digest 
 }
 
 // traceLine is one MCUSIGN_TRACE=1 line: phase durations, the wall
-// clock at which mcusign's main package started (t0, unix ns), and the
-// peak RSS in bytes.
+// clock at which mcusign's main package started (t0, unix ns), how the
+// image reached a daemon (via), and the peak RSS in bytes.
 type traceLine struct {
 	t0, peakRSS int64
+	via         string
 	phases      map[string]time.Duration
 }
 
@@ -285,6 +286,9 @@ func parseTrace(stderr string) (*traceLine, bool) {
 				continue
 			case "peak-rss":
 				tl.peakRSS, _ = strconv.ParseInt(v, 10, 64)
+				continue
+			case "via":
+				tl.via = v
 				continue
 			}
 			if d, err := time.ParseDuration(v); err == nil {

@@ -16,13 +16,14 @@ import (
 // EnvTrace=1 makes mcusign print where a command's time went, as one line
 // on stderr when it ends:
 //
-//	mcusign: trace: t0=<unix ns> read=1.2ms connect=310µs ... total=9.8ms peak-rss=<bytes>
+//	mcusign: trace: t0=<unix ns> read=1.2ms connect=310µs ... via=file total=9.8ms peak-rss=<bytes>
 //
 // t0 is the wall clock when mcusign's main package was initialised (after
 // the runtime and every imported package), so a caller that noted when it
-// started the process knows the start-up cost; peak-rss is the most memory
-// the process held. Only durations and that size are printed: never a key,
-// URI, path or PIN. For benchmarks (BenchmarkSignCommand) and
+// started the process knows the start-up cost; via is how the image
+// reached a daemon (file: a sealed memory file; message; stream); peak-rss
+// is the most memory the process held. Only durations, that size and via
+// are printed: never a key, URI, path or PIN. For benchmarks (BenchmarkSignCommand) and
 // for finding where a slow build's time goes.
 const EnvTrace = "MCUSIGN_TRACE"
 
@@ -34,6 +35,7 @@ type tracer struct {
 	mu     sync.Mutex
 	names  []string
 	phases map[string]time.Duration
+	via    string // how the image reached the daemon, if it did
 }
 
 var trace = &tracer{on: os.Getenv(EnvTrace) == "1", phases: map[string]time.Duration{}}
@@ -68,6 +70,9 @@ func (t *tracer) print(w io.Writer) {
 	fmt.Fprintf(&b, "mcusign: trace: t0=%d", traceT0.UnixNano())
 	for _, n := range t.names {
 		fmt.Fprintf(&b, " %s=%s", n, t.phases[n])
+	}
+	if t.via != "" {
+		fmt.Fprintf(&b, " via=%s", t.via)
 	}
 	fmt.Fprintf(&b, " total=%s", time.Since(traceT0))
 	if hwm := peakRSS(); hwm > 0 {
@@ -128,6 +133,9 @@ func tracedBuild(key signer.Key, build func(ctx context.Context, key signer.Key)
 		trace.add("sign", dt.Token)
 		trace.add("audit", dt.Audit)
 		trace.add("rpc", tk.in-dt.Receive-dt.Hash-dt.Queue-dt.Token-dt.Audit)
+		trace.mu.Lock()
+		trace.via = dt.Via
+		trace.mu.Unlock()
 	} else {
 		trace.add("sign", tk.in)
 	}

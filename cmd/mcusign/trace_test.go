@@ -11,8 +11,11 @@ import (
 )
 
 // MCUSIGN_TRACE=1 adds one line of phase durations on stderr and changes
-// nothing else; through a standing daemon it splits the signing call with
-// the daemon's own timing. It never shows the PIN (runEnv checks).
+// nothing else; through a daemon it splits the signing call with the
+// daemon's own timing and says how the image got there: a standing
+// daemon's socket passes it as a sealed memory file, a daemon started on
+// demand (over TLS) receives it in one message. It never shows the PIN
+// (runEnv checks).
 func TestTrace(t *testing.T) {
 	tok := p11test.NewToken(t)
 	pem, err := filepath.Abs(filepath.Join(vectorsDir, "keys", "ed25519.pem"))
@@ -20,21 +23,26 @@ func TestTrace(t *testing.T) {
 	tok.ImportPEM(t, "fw", pem)
 	d := startDaemon(t, tok, "", "")
 	work := t.TempDir()
-	traced := append(d.env(), EnvTrace+"=1")
 
+	daemonPhases := []string{"read", "connect", "lookup", "hash", "upload", "check", "sign", "audit", "rpc", "verify", "write"}
 	for _, tc := range []struct {
 		name, key string
+		env       []string
 		phases    []string
+		via       string
 	}{
-		{"file", pem, []string{"read", "lookup", "hash", "sign", "verify", "write"}},
-		{"daemon", standingURI(tok, "fw"), []string{"read", "connect", "lookup", "hash", "upload", "check", "sign", "audit", "rpc", "verify", "write"}},
+		{"file", pem, d.env(), []string{"read", "lookup", "hash", "sign", "verify", "write"}, ""},
+		{"daemon", standingURI(tok, "fw"), d.env(), daemonPhases, "file"},
+		// No MCUSIGN_SOCKET_DIR: the full URI (module, PIN file) goes to a
+		// daemon started for the command.
+		{"on-demand", tok.URI("fw"), os.Environ(), daemonPhases, "message"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			plain, out := filepath.Join(work, tc.name+".bin"), filepath.Join(work, tc.name+".traced.bin")
-			errOut, rc := daemonSign(t, d.env(), work, tc.key, plain)
+			errOut, rc := daemonSign(t, tc.env, work, tc.key, plain)
 			require.Zero(t, rc, errOut)
 			require.Empty(t, errOut)
-			errOut, rc = daemonSign(t, traced, work, tc.key, out)
+			errOut, rc = daemonSign(t, append(tc.env, EnvTrace+"=1"), work, tc.key, out)
 			require.Zero(t, rc, errOut)
 			tl, ok := parseTrace(errOut)
 			require.True(t, ok, errOut)
@@ -43,6 +51,7 @@ func TestTrace(t *testing.T) {
 			for _, p := range append(tc.phases, "total") {
 				require.Contains(t, tl.phases, p, errOut)
 			}
+			require.Equal(t, tc.via, tl.via, errOut)
 			a, _ := os.ReadFile(plain)
 			b, _ := os.ReadFile(out)
 			require.Equal(t, a, b, "tracing changed the image (Ed25519 signatures are deterministic)")
