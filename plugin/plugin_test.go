@@ -274,18 +274,18 @@ func TestSignTiming(t *testing.T) {
 	k, err := c.OpenKey(context.Background(), "pkcs11:object=fw")
 	require.NoError(t, err)
 	// One SignImage message, and (beyond SignImageLimit) the Sign stream.
-	for _, c := range []struct {
+	for _, tc := range []struct {
 		payload []byte
 		via     string
 	}{{[]byte("region"), "message"}, {make([]byte, plugin.SignImageLimit+1), "stream"}} {
-		payload := c.payload
+		payload := tc.payload
 		d := sha512.Sum512(payload)
 		req := signer.SignRequest{Payload: payload, Digest: d[:], Hash: crypto.SHA512}
 		var tm plugin.SignTiming
 		sig, err := k.Sign(plugin.WithSignTiming(context.Background(), &tm), req)
 		require.NoError(t, err)
 		require.Equal(t, "signature", string(sig))
-		require.Equal(t, plugin.SignTiming{Receive: 1500 * time.Microsecond, Hash: 2, Queue: 3, Token: time.Second, Audit: 5 * time.Millisecond, Via: c.via}, tm)
+		require.Equal(t, plugin.SignTiming{Receive: 1500 * time.Microsecond, Hash: 2, Queue: 3, Token: time.Second, Audit: 5 * time.Millisecond, Via: tc.via}, tm)
 		_, err = k.Sign(context.Background(), req)
 		require.NoError(t, err)
 	}

@@ -23,8 +23,8 @@ import (
 // started the process knows the start-up cost; via is how the image
 // reached a daemon (file: a sealed memory file; message; stream); peak-rss
 // is the most memory the process held. Only durations, that size and via
-// are printed: never a key, URI, path or PIN. For benchmarks (BenchmarkSignCommand) and
-// for finding where a slow build's time goes.
+// are printed: never a key, URI, path or PIN. For benchmarks
+// (BenchmarkSignCommand) and for finding where a slow build's time goes.
 const EnvTrace = "MCUSIGN_TRACE"
 
 var traceT0 = time.Now()
@@ -53,6 +53,12 @@ func (t *tracer) add(name string, d time.Duration) {
 }
 
 func (t *tracer) since(name string, start time.Time) { t.add(name, time.Since(start)) }
+
+func (t *tracer) setVia(via string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.via = via
+}
 
 func (t *tracer) get(name string) time.Duration {
 	t.mu.Lock()
@@ -133,9 +139,7 @@ func tracedBuild(key signer.Key, build func(ctx context.Context, key signer.Key)
 		trace.add("sign", dt.Token)
 		trace.add("audit", dt.Audit)
 		trace.add("rpc", tk.in-dt.Receive-dt.Hash-dt.Queue-dt.Token-dt.Audit)
-		trace.mu.Lock()
-		trace.via = dt.Via
-		trace.mu.Unlock()
+		trace.setVia(dt.Via)
 	} else {
 		trace.add("sign", tk.in)
 	}
