@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -652,7 +653,13 @@ const yamlWidth = 80
 
 // yamlImplicit are PyYAML's (YAML 1.1) implicit resolvers: a plain scalar
 // matching one would not load back as a string, so it must be quoted.
-var yamlImplicit = regexp.MustCompile(`^(?:` +
+// Compiled on first use (dumpinfo only): at package init it cost every
+// mcusign and mcusignd start 0.2 ms.
+var yamlImplicit = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(yamlImplicitExpr)
+})
+
+const yamlImplicitExpr = `^(?:` +
 	`yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF` + // bool
 	`|[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?` + // float
 	`|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)` +
@@ -661,7 +668,7 @@ var yamlImplicit = regexp.MustCompile(`^(?:` +
 	`|[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]` + // timestamp
 	`|[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?(?:[Tt]|[ \t]+)[0-9][0-9]?:[0-9][0-9]:[0-9][0-9](?:\.[0-9]*)?(?:[ \t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?` +
 	`|=|!|&|\*` + // value, yaml
-	`)$`)
+	`)$`
 
 func yamlIsBreak(r rune) bool { return r == '\n' || r == 0x85 || r == 0x2028 || r == 0x2029 }
 
@@ -738,7 +745,7 @@ func yamlStyle(s string, text []rune) byte {
 		plain = false
 	}
 	switch {
-	case plain && !yamlImplicit.MatchString(s):
+	case plain && !yamlImplicit().MatchString(s):
 		return 0
 	case single:
 		return '\''
