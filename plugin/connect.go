@@ -276,16 +276,18 @@ func (f *fileConn) get() *fdpass.Conn {
 	return f.c
 }
 
-// Launch starts the daemon as a go-plugin subprocess with AutoMTLS, for one
-// command. cmd must not be started; stderr receives the daemon's own
-// stderr. Closing the Conn stops the process and waits for it.
+// Launch starts the daemon as a go-plugin subprocess, for one command. cmd
+// must not be started and should put the daemon's socket in a directory
+// only this user can enter; the daemon admits no connection but its
+// parent's (SO_PEERCRED), so no TLS is needed on the socket. stderr
+// receives the daemon's own stderr. Closing the Conn stops the process and
+// waits for it.
 func Launch(cmd *exec.Cmd, stderr io.Writer) (*Conn, error) {
 	client := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  Handshake,
 		Plugins:          PluginMap(nil),
 		Cmd:              cmd,
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
-		AutoMTLS:         true,
 		Logger:           hclog.NewNullLogger(),
 		Stderr:           stderr,
 		StartTimeout:     time.Minute,

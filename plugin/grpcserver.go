@@ -27,9 +27,9 @@ const ShutdownMethod = "/plugin.GRPCController/Shutdown"
 // ServerConfig shapes the gRPC server a daemon serves on; pass
 // GRPCServer() as go-plugin's ServeConfig.GRPCServer.
 type ServerConfig struct {
-	// Creds replaces the transport credentials go-plugin supplies. A
-	// standing daemon uses peer credentials here; nil keeps go-plugin's
-	// (AutoMTLS when launched on demand).
+	// Creds replaces the transport credentials go-plugin supplies. Both
+	// daemons use peer credentials here: a standing one admits its allowed
+	// users, an on-demand one its parent process alone.
 	Creds credentials.TransportCredentials
 	// Standing serves the Signer service and the health check only:
 	// go-plugin's controller (whose Shutdown would let any client stop the

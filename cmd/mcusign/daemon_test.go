@@ -317,6 +317,49 @@ func copyExecutable(t *testing.T, from, to string) {
 	require.NoError(t, os.WriteFile(to, data, 0o755))
 }
 
+// The test binary doubles as a stranger to an on-demand daemon: with
+// MCUSIGN_TEST_DIAL set to a socket it asks the daemon for its status and
+// prints the gRPC code it got.
+func init() {
+	if sock := os.Getenv("MCUSIGN_TEST_DIAL"); sock != "" {
+		cc, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), daemonWaitLimit)
+			_, err = plugin.NewClient(cc).Status(ctx)
+			cancel()
+		}
+		fmt.Println(plugin.Code(err))
+		os.Exit(0)
+	}
+}
+
+// An on-demand daemon serves the process that started it and nobody else:
+// another process of the same user that finds its socket is refused by
+// the kernel-reported peer pid, while the parent's own calls work.
+func TestOnDemandAdmitsOnlyItsParent(t *testing.T) {
+	sockDir := t.TempDir()
+	cmd := exec.Command(mcusigndBin, "serve", "--on-demand", "--socket-dir", sockDir, "--audit-log", filepath.Join(t.TempDir(), "audit.jsonl"))
+	var stderr bytes.Buffer
+	conn, err := plugin.Launch(cmd, &stderr)
+	require.NoError(t, err, stderr.String())
+	defer conn.Close()
+	st, err := conn.Status(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, "on-demand", st.Mode)
+
+	socks, err := filepath.Glob(filepath.Join(sockDir, "plugin*"))
+	require.NoError(t, err)
+	require.Len(t, socks, 1, "the daemon's socket")
+	stranger := exec.Command(os.Args[0], "-test.run=^$")
+	stranger.Env = append(os.Environ(), "MCUSIGN_TEST_DIAL="+socks[0])
+	out, err := stranger.Output()
+	require.NoError(t, err)
+	require.Equal(t, codes.Unavailable.String(), strings.TrimSpace(string(out)), "a process other than the parent got through")
+
+	_, err = conn.Status(context.Background()) // the parent still can
+	require.NoError(t, err)
+}
+
 // Without a standing daemon, mcusign starts mcusignd (found next to
 // itself) for each command, which audits into the user's state directory
 // and is gone when the command ends.

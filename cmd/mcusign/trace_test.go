@@ -14,7 +14,7 @@ import (
 // nothing else; through a daemon it splits the signing call with the
 // daemon's own timing and says how the image got there: a standing
 // daemon's socket passes it as a sealed memory file, a daemon started on
-// demand (over TLS) receives it in one message. It never shows the PIN
+// demand receives it in one message. It never shows the PIN
 // (runEnv checks).
 func TestTrace(t *testing.T) {
 	tok := p11test.NewToken(t)

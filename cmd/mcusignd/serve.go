@@ -499,8 +499,9 @@ func serveStanding(f *serveFlags, stderr io.Writer) error {
 
 // serveOnDemand runs as the go-plugin subprocess of one mcusign command:
 // the client's URIs are used as given (same user, the user's own module
-// and PIN sources), AutoMTLS protects the socket, and the process ends
-// when the client shuts it down or dies.
+// and PIN sources), the socket admits the parent process alone (its
+// kernel-checked peer credentials), and the process ends when the client
+// shuts it down or dies.
 func serveOnDemand(f *serveFlags, stderr io.Writer) error {
 	lg := logger{stderr}
 	syscall.Umask(0o077)
@@ -563,7 +564,16 @@ func serveOnDemand(f *serveFlags, stderr io.Writer) error {
 	if err != nil {
 		return usageError{err}
 	}
-	scfg := plugin.ServerConfig{} // go-plugin's AutoMTLS credentials; Shutdown allowed: the client owns us
+	// Only the process that started us may connect: same user and pid, as
+	// the kernel reports them (go-plugin's AutoMTLS did the same with two
+	// P-521 certificates and a TLS handshake, half of an on-demand
+	// command's time). Shutdown is allowed: the client owns us.
+	scfg := plugin.ServerConfig{Creds: peercred.NewServerCredentials(func(c *peercred.Cred) error {
+		if c.UID != parent.UID || c.PID != parent.PID {
+			return fmt.Errorf("this on-demand mcusignd serves only the process that started it (uid %d, pid %d), not %s", parent.UID, parent.PID, c)
+		}
+		return nil
+	})}
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig: plugin.Handshake,
 		Plugins:         plugin.PluginMap(svc),
