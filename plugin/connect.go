@@ -277,17 +277,34 @@ func (f *fileConn) get() *fdpass.Conn {
 }
 
 // Launch starts the daemon as a go-plugin subprocess, for one command. cmd
-// must not be started and should put the daemon's socket in a directory
-// only this user can enter; the daemon admits no connection but its
-// parent's (SO_PEERCRED), so no TLS is needed on the socket. stderr
-// receives the daemon's own stderr. Closing the Conn stops the process and
-// waits for it.
-func Launch(cmd *exec.Cmd, stderr io.Writer) (*Conn, error) {
+// must not be started and must make the daemon put its socket in sockDir,
+// a directory of its own that only this user can enter; the daemon admits
+// no connection but its parent's (SO_PEERCRED), so no TLS is needed on
+// the socket, and image regions are passed as sealed memory files as with
+// a standing daemon. stderr receives the daemon's own stderr. Closing the
+// Conn stops the process and waits for it.
+func Launch(cmd *exec.Cmd, sockDir string, stderr io.Writer) (*Conn, error) {
+	files := &fileConn{}
+	// go-plugin dials the address the daemon announced; this dialer finds
+	// the same socket (the only one in sockDir) to keep the connection.
+	dial := func(ctx context.Context, _ string) (net.Conn, error) {
+		sock, err := onlySocket(sockDir)
+		if err != nil {
+			return nil, err
+		}
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "unix", sock)
+		if err != nil {
+			return nil, err
+		}
+		return files.wrap(c), nil
+	}
 	client := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  Handshake,
 		Plugins:          PluginMap(nil),
 		Cmd:              cmd,
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+		GRPCDialOptions:  []grpc.DialOption{grpc.WithContextDialer(dial)},
 		Logger:           hclog.NewNullLogger(),
 		Stderr:           stderr,
 		StartTimeout:     time.Minute,
@@ -298,7 +315,26 @@ func Launch(cmd *exec.Cmd, stderr io.Writer) (*Conn, error) {
 		return nil, err
 	}
 	cl.name = "mcusignd (on demand)"
+	cl.files = files
 	return &Conn{Client: cl, Where: cmd.Path, close: client.Kill}, nil
+}
+
+// onlySocket is the one unix socket in dir.
+func onlySocket(dir string) (string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return "", err
+	}
+	var socks []string
+	for _, e := range ents {
+		if e.Type()&os.ModeSocket != 0 {
+			socks = append(socks, filepath.Join(dir, e.Name()))
+		}
+	}
+	if len(socks) != 1 {
+		return "", fmt.Errorf("mcusignd's socket directory %s holds %d sockets, want 1", dir, len(socks))
+	}
+	return socks[0], nil
 }
 
 func dispense(c *goplugin.Client) (*Client, *goplugin.GRPCClient, error) {

@@ -340,7 +340,7 @@ func TestOnDemandAdmitsOnlyItsParent(t *testing.T) {
 	sockDir := t.TempDir()
 	cmd := exec.Command(mcusigndBin, "serve", "--on-demand", "--socket-dir", sockDir, "--audit-log", filepath.Join(t.TempDir(), "audit.jsonl"))
 	var stderr bytes.Buffer
-	conn, err := plugin.Launch(cmd, &stderr)
+	conn, err := plugin.Launch(cmd, sockDir, &stderr)
 	require.NoError(t, err, stderr.String())
 	defer conn.Close()
 	st, err := conn.Status(context.Background())

@@ -199,7 +199,7 @@ func (e *env) launchDaemon(uri string) (*plugin.Conn, error) {
 	cmd := exec.Command(path, args...)
 	cmd.ExtraFiles = files
 	var stderr tailBuffer
-	conn, err := plugin.Launch(cmd, &stderr)
+	conn, err := plugin.Launch(cmd, sockDir, &stderr)
 	parentR.Close()
 	if pinR != nil {
 		pinR.Close()

@@ -12,10 +12,9 @@ import (
 
 // MCUSIGN_TRACE=1 adds one line of phase durations on stderr and changes
 // nothing else; through a daemon it splits the signing call with the
-// daemon's own timing and says how the image got there: a standing
-// daemon's socket passes it as a sealed memory file, a daemon started on
-// demand receives it in one message. It never shows the PIN
-// (runEnv checks).
+// daemon's own timing and says how the image got there: as a sealed memory
+// file, on a standing daemon's socket and on the private socket of one
+// started on demand. It never shows the PIN (runEnv checks).
 func TestTrace(t *testing.T) {
 	tok := p11test.NewToken(t)
 	pem, err := filepath.Abs(filepath.Join(vectorsDir, "keys", "ed25519.pem"))
@@ -35,7 +34,7 @@ func TestTrace(t *testing.T) {
 		{"daemon", standingURI(tok, "fw"), d.env(), daemonPhases, "file"},
 		// No MCUSIGN_SOCKET_DIR: the full URI (module, PIN file) goes to a
 		// daemon started for the command.
-		{"on-demand", tok.URI("fw"), os.Environ(), daemonPhases, "message"},
+		{"on-demand", tok.URI("fw"), os.Environ(), daemonPhases, "file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			plain, out := filepath.Join(work, tc.name+".bin"), filepath.Join(work, tc.name+".traced.bin")

@@ -573,7 +573,7 @@ func serveOnDemand(f *serveFlags, stderr io.Writer) error {
 			return fmt.Errorf("this on-demand mcusignd serves only the process that started it (uid %d, pid %d), not %s", parent.UID, parent.PID, c)
 		}
 		return nil
-	})}
+	}, peercred.WrapConn(fdpass.Wrap))}
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig: plugin.Handshake,
 		Plugins:         plugin.PluginMap(svc),
