@@ -22,7 +22,12 @@ grep -rl --include='*_test.go' '^func Fuzz' cmd signer plugin 2>/dev/null | whil
 	pkg=./$(dirname "$f")
 	for target in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | cut -c6-); do
 		echo "fuzz $pkg $target ($fuzztime)"
-		go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" >/dev/null
+		# Quiet when it passes; the whole output (the failing input, the
+		# panic) when it does not.
+		if ! out=$(go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" 2>&1); then
+			echo "$out"
+			exit 1
+		fi
 	done
 done
 echo "all checks passed"
