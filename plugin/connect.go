@@ -125,15 +125,18 @@ type Conn struct {
 	Standing bool   // attached to a standing daemon, else launched for this command
 	Where    string // socket path (standing) or executable (on demand)
 
-	once  sync.Once
-	close func()
-	after []func()
+	once          sync.Once
+	close         func()
+	before, after []func()
 }
 
 // Close releases the connection. For a daemon launched on demand it stops
 // the process and waits for it; a standing daemon is never stopped.
 func (c *Conn) Close() {
 	c.once.Do(func() {
+		for _, fn := range c.before {
+			fn()
+		}
 		if c.close != nil {
 			c.close()
 		}
@@ -142,6 +145,10 @@ func (c *Conn) Close() {
 		}
 	})
 }
+
+// BeforeClose registers fn to run when Close starts, before it releases
+// the connection (to tell a launched daemon to go by other means too).
+func (c *Conn) BeforeClose(fn func()) { c.before = append(c.before, fn) }
 
 // AfterClose registers fn to run after Close has released the connection
 // (to remove what the caller set up for it).

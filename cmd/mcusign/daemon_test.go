@@ -360,6 +360,20 @@ func TestOnDemandAdmitsOnlyItsParent(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// MCUSIGN_DAEMON may be a wrapper script that runs mcusignd as its child
+// (not exec): the daemon is told which process to admit, so it is still
+// the mcusign command, not the script.
+func TestOnDemandThroughWrapper(t *testing.T) {
+	tok := p11test.NewToken(t)
+	tok.Generate(t, "fw", signer.ECDSAP256)
+	wrapper := filepath.Join(t.TempDir(), "mcusignd-wrapper")
+	require.NoError(t, os.WriteFile(wrapper, []byte("#!/bin/sh\n"+strconv.Quote(mcusigndBin)+" \"$@\"\n"), 0o755))
+	work := t.TempDir()
+	env := append(os.Environ(), EnvDaemon+"="+wrapper)
+	errOut, rc := daemonSign(t, env, work, tok.URI("fw"), filepath.Join(work, "signed.bin"))
+	require.Zero(t, rc, errOut)
+}
+
 // Without a standing daemon, mcusign starts mcusignd (found next to
 // itself) for each command, which audits into the user's state directory
 // and is gone when the command ends.

@@ -175,7 +175,9 @@ func (e *env) launchDaemon(uri string) (*plugin.Conn, error) {
 		os.RemoveAll(sockDir)
 		return nil, err
 	}
-	args := []string{"serve", "--on-demand", "--socket-dir", sockDir, "--parent-fd", "3"}
+	// --parent-pid: the daemon admits this process alone, also when
+	// MCUSIGN_DAEMON is a wrapper script that does not exec it.
+	args := []string{"serve", "--on-demand", "--socket-dir", sockDir, "--parent-fd", "3", "--parent-pid", strconv.Itoa(os.Getpid())}
 	files := []*os.File{parentR}
 	var pinR *os.File
 	if len(pin) > 0 {
@@ -216,6 +218,11 @@ func (e *env) launchDaemon(uri string) (*plugin.Conn, error) {
 		}
 		return nil, fmt.Errorf("cannot start %s for this command: %s", path, strings.TrimPrefix(why, "mcusignd serve: error: "))
 	}
-	conn.AfterClose(cleanup)
+	// The daemon exits when this pipe closes: closed first, so that it goes
+	// even if its Shutdown call fails (go-plugin's Kill then waits for the
+	// daemon's output to end, which a wrapper script's orphaned child
+	// would otherwise hold open).
+	conn.BeforeClose(func() { parentW.Close() })
+	conn.AfterClose(func() { os.RemoveAll(sockDir) })
 	return conn, nil
 }

@@ -43,7 +43,7 @@ type serveFlags struct {
 	maxConcurrent              int
 	allowKeygen                bool
 	onDemand, testHoldSign     bool
-	pinFD, parentFD            int
+	pinFD, parentFD, parentPID int
 }
 
 func newServeCmd(stderr io.Writer) *cobra.Command {
@@ -91,8 +91,9 @@ the descriptor and exit; SIGHUP reopens the audit log (after rotation).`,
 	fl.BoolVar(&f.onDemand, "on-demand", false, "run as a go-plugin subprocess of one mcusign command")
 	fl.IntVar(&f.pinFD, "pin-fd", -1, "read the PIN from this inherited file descriptor (on-demand)")
 	fl.IntVar(&f.parentFD, "parent-fd", -1, "exit when this inherited pipe closes, i.e. the parent died (on-demand)")
+	fl.IntVar(&f.parentPID, "parent-pid", 0, "the one process to admit (on-demand; default: the parent process, which a wrapper script would be)")
 	fl.BoolVar(&f.testHoldSign, "test-hold-sign", false, "test hook: hold every sign request until it is cancelled")
-	for _, h := range []string{"on-demand", "pin-fd", "parent-fd", "test-hold-sign"} {
+	for _, h := range []string{"on-demand", "pin-fd", "parent-fd", "parent-pid", "test-hold-sign"} {
 		_ = fl.MarkHidden(h)
 	}
 	return cmd
@@ -301,8 +302,8 @@ func clearStale(dir string) error {
 
 func serveStanding(f *serveFlags, stderr io.Writer) error {
 	lg := logger{stderr}
-	if f.pinFD >= 0 || f.parentFD >= 0 {
-		return usagef("--pin-fd and --parent-fd are for on-demand mode only")
+	if f.pinFD >= 0 || f.parentFD >= 0 || f.parentPID != 0 {
+		return usagef("--pin-fd, --parent-fd and --parent-pid are for on-demand mode only")
 	}
 	pin, err := readPIN(f)
 	if err != nil {
@@ -540,7 +541,11 @@ func serveOnDemand(f *serveFlags, stderr io.Writer) error {
 		return err
 	}
 	defer alog.Close()
-	parent := &peercred.Cred{UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), PID: int32(os.Getppid())}
+	parentPID := f.parentPID
+	if parentPID == 0 {
+		parentPID = os.Getppid()
+	}
+	parent := &peercred.Cred{UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), PID: int32(parentPID)}
 	parent.Exe, _ = os.Readlink(fmt.Sprintf("/proc/%d/exe", parent.PID))
 	module := f.module
 	if module != "" {
