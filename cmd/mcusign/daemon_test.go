@@ -362,16 +362,38 @@ func TestOnDemandAdmitsOnlyItsParent(t *testing.T) {
 
 // MCUSIGN_DAEMON may be a wrapper script that runs mcusignd as its child
 // (not exec): the daemon is told which process to admit, so it is still
-// the mcusign command, not the script.
+// the mcusign command, not the script. A wrapper that makes the daemon
+// refuse mcusign (here: admit pid 1 instead) gives a one-line error at
+// once; the daemon, orphaned by the killed script, still goes.
 func TestOnDemandThroughWrapper(t *testing.T) {
 	tok := p11test.NewToken(t)
 	tok.Generate(t, "fw", signer.ECDSAP256)
-	wrapper := filepath.Join(t.TempDir(), "mcusignd-wrapper")
-	require.NoError(t, os.WriteFile(wrapper, []byte("#!/bin/sh\n"+strconv.Quote(mcusigndBin)+" \"$@\"\n"), 0o755))
-	work := t.TempDir()
-	env := append(os.Environ(), EnvDaemon+"="+wrapper)
-	errOut, rc := daemonSign(t, env, work, tok.URI("fw"), filepath.Join(work, "signed.bin"))
-	require.Zero(t, rc, errOut)
+	dir, work := t.TempDir(), t.TempDir()
+	for _, tc := range []struct {
+		name, extra string
+		ok          bool
+	}{{"runs mcusignd", "", true}, {"makes it refuse mcusign", " --parent-pid 1", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			wrapper := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-"))
+			script := "#!/bin/sh\n" + strconv.Quote(mcusigndBin) + " \"$@\"" + tc.extra + "\n"
+			require.NoError(t, os.WriteFile(wrapper, []byte(script), 0o755))
+			ctx, cancel := context.WithTimeout(context.Background(), daemonWaitLimit)
+			defer cancel()
+			out := filepath.Join(work, tc.name+".bin")
+			cmd := exec.CommandContext(ctx, mcusignBin, append(append([]string{"sign", "-k", tok.URI("fw")}, daemonSignArgs...), daemonApp(t), out)...)
+			cmd.Env = append(os.Environ(), EnvDaemon+"="+wrapper)
+			msg, err := cmd.CombinedOutput()
+			require.NoError(t, ctx.Err(), "mcusign hung")
+			if tc.ok {
+				require.NoError(t, err, "%s", msg)
+				return
+			}
+			require.Error(t, err)
+			require.Equal(t, 1, strings.Count(strings.TrimSpace(string(msg)), "\n")+1, "one line: %s", msg)
+			require.Contains(t, string(msg), "closed the connection")
+			require.NoFileExists(t, out)
+		})
+	}
 }
 
 // Without a standing daemon, mcusign starts mcusignd (found next to
