@@ -541,6 +541,7 @@ func serveOnDemand(f *serveFlags, stderr io.Writer) error {
 		return err
 	}
 	defer alog.Close()
+	go pkcs11key.Preload()
 	parentPID := f.parentPID
 	if parentPID == 0 {
 		parentPID = os.Getppid()

@@ -254,6 +254,37 @@ func TestModulePathDefaults(t *testing.T) {
 	require.Equal(t, want, got, "symlinked paths to one library share one registry entry")
 }
 
+// Preload loads the default module ahead of a key (an on-demand daemon's
+// first lookup then finds it loaded), and nothing when there is none.
+func TestPreload(t *testing.T) {
+	loaded := func(path string) bool {
+		registry.Lock()
+		defer registry.Unlock()
+		return registry.modules[path] != nil
+	}
+	t.Setenv(EnvModule, "/nonexistent/libpkcs11.so")
+	Preload() // an error is the later lookup's to report
+	require.False(t, loaded("/nonexistent/libpkcs11.so"))
+
+	// A copy of SoftHSM2 under a path of its own, which no other test of
+	// this process can have loaded already.
+	t.Setenv(EnvModule, "")
+	softhsm, err := modulePath(&URI{})
+	if err != nil {
+		t.Skip("SoftHSM2 is not installed")
+	}
+	lib, err := os.ReadFile(softhsm)
+	require.NoError(t, err)
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	require.NoError(t, err)
+	copied := filepath.Join(dir, "libsofthsm2-copy.so")
+	require.NoError(t, os.WriteFile(copied, lib, 0o755))
+	t.Setenv(EnvModule, copied)
+	require.False(t, loaded(copied))
+	Preload()
+	require.True(t, loaded(copied), "the default module was not loaded")
+}
+
 func TestListDescsIsBounded(t *testing.T) {
 	var ds []tokenDesc
 	for i := range 12 {

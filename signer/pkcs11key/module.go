@@ -729,3 +729,14 @@ func kindErr(kind error, format string, args ...any) error {
 func causeErr(kind, cause error, format string, args ...any) error {
 	return &kindError{kind: kind, err: fmt.Errorf(format, args...), cause: cause}
 }
+
+// Preload loads (dlopen) the module a key without module-path would use:
+// MCUSIGN_PKCS11_MODULE, else SoftHSM2. A daemon started for one command
+// calls it while it sets up its socket, so that the command's first
+// lookup does not wait for the library and what it links (2–3 ms of an
+// on-demand command with SoftHSM2). It does not initialise the module; a
+// key with its own module-path leaves the preloaded one unused. Errors
+// are left for that lookup to report.
+func Preload() {
+	_, _ = moduleFor(&URI{})
+}
