@@ -149,10 +149,10 @@ func (b *tailBuffer) lastLine() string {
 	return strings.TrimSpace(lines[len(lines)-1])
 }
 
-// launchDaemon starts mcusignd as a go-plugin subprocess for one command;
-// its socket admits this process alone. It gets a private socket directory, a pipe whose closing tells
-// it this process died, and, if it would have none, the PIN over a pipe
-// (never argv or the environment).
+// launchDaemon starts mcusignd as a go-plugin subprocess for one command.
+// It gets a private socket directory that admits this process alone, a
+// pipe whose closing tells it this process died, and, if it would have
+// none, the PIN over a pipe (never argv or the environment).
 func (e *env) launchDaemon(uri string) (*plugin.Conn, error) {
 	path, err := findDaemon()
 	if err != nil {

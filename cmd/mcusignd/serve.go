@@ -500,7 +500,7 @@ func serveStanding(f *serveFlags, stderr io.Writer) error {
 
 // serveOnDemand runs as the go-plugin subprocess of one mcusign command:
 // the client's URIs are used as given (same user, the user's own module
-// and PIN sources), the socket admits the parent process alone (its
+// and PIN sources), the socket admits the launching mcusign alone (by its
 // kernel-checked peer credentials), and the process ends when the client
 // shuts it down or dies.
 func serveOnDemand(f *serveFlags, stderr io.Writer) error {
@@ -570,7 +570,7 @@ func serveOnDemand(f *serveFlags, stderr io.Writer) error {
 	if err != nil {
 		return usageError{err}
 	}
-	// Only the process that started us may connect: same user and pid, as
+	// Only the mcusign that launched us may connect: same user and pid, as
 	// the kernel reports them (go-plugin's AutoMTLS did the same with two
 	// P-521 certificates and a TLS handshake, half of an on-demand
 	// command's time). Shutdown is allowed: the client owns us.
