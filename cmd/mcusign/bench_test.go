@@ -156,8 +156,9 @@ func rawMechanism(kt signer.KeyType) []*pkcs11.Mechanism {
 // key lookup the daemon answers from its cache (no token, no audit), i.e.
 // one bare gRPC round trip between the two processes. A signature through
 // the daemon cannot cost less than the token's work plus that round trip,
-// which bounds the daemon/raw ratio any implementation over this transport
-// can reach on this machine (scripts/benchtable prints the bound).
+// which puts a ceiling on the daemon/raw ratio an implementation over this
+// transport can be expected to reach on this machine (scripts/benchtable
+// estimates it).
 func BenchmarkSignRate(b *testing.B) {
 	tok := benchToken(b)
 	shm, err := os.MkdirTemp("/dev/shm", "mcusign-bench-")

@@ -96,12 +96,13 @@ func (r results) ratio(a, b, unit string) (float64, bool) {
 	return (q[len(q)/2-1] + q[len(q)/2]) / 2, true
 }
 
-// ceiling is the highest daemon/raw ratio a signing path that adds one
-// round trip per signature could reach: the time per operation of a raw
-// signature and of a bare round trip, each measured alone at the same
-// concurrency on the same machine, add up when every signature needs
-// both, so the rate is at most 1/(1/raw + 1/trips) and the ratio
-// 1/(1 + raw/trips). Median over the rounds, like ratio.
+// ceiling estimates the highest daemon/raw ratio a signing path that adds
+// one round trip per signature could reach: the time per operation of a
+// raw signature and of a bare round trip, each measured alone at the same
+// concurrency on the same machine, add up when every signature needs both
+// and both are bound by the same CPUs, so the rate is at most
+// 1/(1/raw + 1/trips) and the ratio 1/(1 + raw/trips). Median over the
+// rounds, like ratio.
 func (r results) ceiling(raw, trips string) (float64, bool) {
 	as, bs := r[raw]["sig/s"], r[trips]["trips/s"]
 	if len(as) == 0 || len(as) != len(bs) {
