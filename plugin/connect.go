@@ -213,11 +213,7 @@ func Attach(d *Descriptor, conn net.Conn) (*Conn, error) {
 		var c net.Conn
 		first.Do(func() { c, conn = conn, nil })
 		if c == nil {
-			var dl net.Dialer
-			var err error
-			if c, err = dl.DialContext(ctx, "unix", addr.Name); err != nil {
-				return nil, err
-			}
+			return files.dial(ctx, addr.Name)
 		}
 		return files.wrap(c), nil
 	}
@@ -274,6 +270,16 @@ func (f *fileConn) wrap(c net.Conn) net.Conn {
 	return fc
 }
 
+// dial connects to the unix socket at path and wraps the connection.
+func (f *fileConn) dial(ctx context.Context, path string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, err
+	}
+	return f.wrap(c), nil
+}
+
 func (f *fileConn) get() *fdpass.Conn {
 	if f == nil {
 		return nil
@@ -299,12 +305,7 @@ func Launch(cmd *exec.Cmd, sockDir string, stderr io.Writer) (*Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "unix", sock)
-		if err != nil {
-			return nil, err
-		}
-		return files.wrap(c), nil
+		return files.dial(ctx, sock)
 	}
 	client := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  Handshake,

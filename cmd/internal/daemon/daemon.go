@@ -573,6 +573,7 @@ func (s *Service) sign(ctx context.Context, in plugin.SignInput, rec *audit.Reco
 	// token fail after it, a second record voids it.
 	okRec := *rec
 	okRec.Result = audit.ResultOK
+	req := signer.SignRequest{Payload: payload, Digest: digest, Hash: in.Hash, Pure: in.Pure}
 	var sig []byte
 	var a committed
 	if s.inFlight.Load() > 1 {
@@ -584,7 +585,7 @@ func (s *Service) sign(ctx context.Context, in plugin.SignInput, rec *audit.Reco
 		if a.err != nil {
 			return nil, &auditError{a.err}
 		}
-		sig, err = k.Sign(ctx, signer.SignRequest{Payload: payload, Digest: digest, Hash: in.Hash, Pure: in.Pure})
+		sig, err = k.Sign(ctx, req)
 		tm.Token = time.Since(t)
 	} else {
 		// Alone, the record is written and fsynced while the token signs,
@@ -597,7 +598,7 @@ func (s *Service) sign(ctx context.Context, in plugin.SignInput, rec *audit.Reco
 			c.seq, c.err = s.record(okRec)
 			audited <- c
 		}()
-		sig, err = k.Sign(ctx, signer.SignRequest{Payload: payload, Digest: digest, Hash: in.Hash, Pure: in.Pure})
+		sig, err = k.Sign(ctx, req)
 		tm.Token, t = time.Since(t), time.Now()
 		a = <-audited
 		tm.Audit = time.Since(t)

@@ -259,11 +259,7 @@ func (f *fixture) othersInFlight(t *testing.T, n int32) {
 func TestNoSignatureWithoutRecord(t *testing.T) {
 	for _, c := range inFlightCases {
 		t.Run(c.name, func(t *testing.T) {
-			var b *countingBackend
-			f := newFixture(t, Standing, func(cfg *Config) {
-				b = &countingBackend{fakeBackend: cfg.Backend.(*fakeBackend)}
-				cfg.Backend = b
-			})
+			f, b := newCountingFixture(t, nil)
 			f.othersInFlight(t, c.others)
 			require.NoError(t, f.log.Close())
 			out, err := f.svc.Sign(context.Background(), input("pkcs11:object=fw", region(t)))
@@ -281,11 +277,7 @@ func TestSignRecordEitherOrder(t *testing.T) {
 	var recs [2]audit.Record
 	for i, c := range inFlightCases {
 		t.Run(c.name, func(t *testing.T) {
-			var b *countingBackend
-			f := newFixture(t, Standing, func(cfg *Config) {
-				b = &countingBackend{fakeBackend: cfg.Backend.(*fakeBackend)}
-				cfg.Backend = b
-			})
+			f, b := newCountingFixture(t, nil)
 			f.othersInFlight(t, c.others)
 			out, err := f.svc.Sign(context.Background(), input("pkcs11:object=fw", region(t)))
 			require.NoError(t, err)
@@ -351,6 +343,19 @@ func TestRequestDeadline(t *testing.T) {
 	require.Contains(t, f.records(t)[0], "request deadline")
 }
 
+// newCountingFixture is a standing fixture whose backend counts signatures.
+func newCountingFixture(t *testing.T, mutate func(*Config)) (*fixture, *countingBackend) {
+	var b *countingBackend
+	f := newFixture(t, Standing, func(c *Config) {
+		b = &countingBackend{fakeBackend: c.Backend.(*fakeBackend)}
+		c.Backend = b
+		if mutate != nil {
+			mutate(c)
+		}
+	})
+	return f, b
+}
+
 // countingBackend records how many signatures run at once, and in all.
 type countingBackend struct {
 	*fakeBackend
@@ -400,11 +405,7 @@ func TestLookupNeedsNoSlotOnceDescribed(t *testing.T) {
 
 // No more than MaxConcurrent token operations run at once; the rest queue.
 func TestBoundedConcurrency(t *testing.T) {
-	var cb *countingBackend
-	f := newFixture(t, Standing, func(c *Config) {
-		cb = &countingBackend{fakeBackend: c.Backend.(*fakeBackend)}
-		c.Backend, c.MaxConcurrent = cb, 2
-	})
+	f, cb := newCountingFixture(t, func(c *Config) { c.MaxConcurrent = 2 })
 	payload := region(t)
 	var wg sync.WaitGroup
 	for i := 0; i < 16; i++ {
