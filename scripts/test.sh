@@ -23,8 +23,18 @@ grep -rl --include='*_test.go' '^func Fuzz' cmd signer plugin 2>/dev/null | whil
 	for target in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | cut -c6-); do
 		echo "fuzz $pkg $target ($fuzztime)"
 		# Quiet when it passes; the whole output (the failing input, the
-		# panic) when it does not.
+		# panic) when it does not. Go <= 1.26's fuzzing coordinator can
+		# fail a run with a bare "context deadline exceeded" as -fuzztime
+		# ends (go.dev/issue/75804, a race in the coordinator): with no
+		# failing input written, that is not a finding.
+		corpus=$pkg/testdata/fuzz/$target
+		before=$(ls "$corpus" 2>/dev/null || true)
 		if ! out=$(go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" 2>&1); then
+			after=$(ls "$corpus" 2>/dev/null || true)
+			if [[ $before == "$after" ]] && grep -qx $'\tcontext deadline exceeded\|    context deadline exceeded' <<<"$out"; then
+				echo "  $target: the fuzzing coordinator's deadline race (go.dev/issue/75804), no failing input; not a finding"
+				continue
+			fi
 			echo "$out"
 			exit 1
 		fi
