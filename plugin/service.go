@@ -65,6 +65,9 @@ type SignTiming struct {
 	// file passed on the socket), "message" (one SignImage message) or
 	// "stream" (Sign chunks). The plugin's server sets it.
 	Via string
+	// InPlace is set by the client: the file passed was the buffer the
+	// region was built in (WithRegionBuffer), not a copy of it.
+	InPlace bool
 }
 
 // KeyPurpose says what a PublicKey lookup is for.

@@ -41,8 +41,17 @@ func tailRoom(o *Options) int {
 // NewApp allocates an App for an n-byte application binary to be built
 // with opts; fill Bytes before building.
 func NewApp(n int, opts Options) *App {
+	return newAppIn(make([]byte, AppSize(n, opts)), n, opts)
+}
+
+// AppSize is the memory an App for an n-byte application binary built with
+// opts takes: what ReadAppInto needs.
+func AppSize(n int, opts Options) int { return frontRoom(&opts) + n + tailRoom(&opts) }
+
+// newAppIn lays an App out in mem, zeroed memory of at least AppSize bytes.
+func newAppIn(mem []byte, n int, opts Options) *App {
 	f := frontRoom(&opts)
-	buf := make([]byte, f+n, f+n+tailRoom(&opts))
+	buf := mem[: f+n : AppSize(n, opts)]
 	fill(buf[:f], opts.erased())
 	return &App{buf: buf, front: f}
 }
@@ -54,10 +63,26 @@ var ErrInputChanged = errors.New("the input changed while it was read")
 // ReadApp reads an application binary of exactly n bytes from r (a file
 // of that size) into a new App for opts.
 func ReadApp(r io.Reader, n int64, opts Options) (*App, error) {
+	return ReadAppInto(nil, r, n, opts)
+}
+
+// ReadAppInto is ReadApp into memory the caller provides: mem, zeroed, of
+// at least AppSize(n, opts) bytes (a memory file the image will be passed
+// in, say), or nil for new memory. The image is built in mem as long as it
+// fits in AppSize.
+func ReadAppInto(mem []byte, r io.Reader, n int64, opts Options) (*App, error) {
 	if n < 0 || n > 1<<40 {
 		return nil, fmt.Errorf("input of %d bytes is out of range", n)
 	}
-	a := NewApp(int(n), opts)
+	var a *App
+	switch size := AppSize(int(n), opts); {
+	case mem == nil:
+		a = NewApp(int(n), opts)
+	case len(mem) < size:
+		return nil, fmt.Errorf("the buffer of %d bytes is smaller than the %d the image needs", len(mem), size)
+	default:
+		a = newAppIn(mem, int(n), opts)
+	}
 	if _, err := io.ReadFull(r, a.Bytes()); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%w: it ended before %d bytes", ErrInputChanged, n)

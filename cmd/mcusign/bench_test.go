@@ -265,10 +265,11 @@ func rawSign(b *testing.B, tok *p11test.Token, kt signer.KeyType, c int, digest 
 
 // traceLine is one MCUSIGN_TRACE=1 line: phase durations, the wall
 // clock at which mcusign's main package started (t0, unix ns), how the
-// image reached a daemon (via), and the peak RSS in bytes.
+// image reached a daemon (via, and region for a file), and the peak RSS
+// in bytes.
 type traceLine struct {
 	t0, peakRSS int64
-	via         string
+	via, region string
 	phases      map[string]time.Duration
 }
 
@@ -290,6 +291,9 @@ func parseTrace(stderr string) (*traceLine, bool) {
 				continue
 			case "via":
 				tl.via = v
+				continue
+			case "region":
+				tl.region = v
 				continue
 			}
 			if d, err := time.ParseDuration(v); err == nil {

@@ -37,8 +37,10 @@ func readImage(path string) (data []byte, base *uint32, err error) {
 }
 
 // readApp reads a binary input file into an App laid out for opts: the one
-// buffer its image is built in, with no copy in between.
-func readApp(path string, opts signer.Options) (*signer.App, error) {
+// buffer its image is built in, with no copy in between. alloc, if not
+// nil, provides that buffer (zeroed, of the size asked for) and the reader
+// of f that fills it, or nil for ordinary memory.
+func readApp(path string, opts signer.Options, alloc func(size int, f *os.File) ([]byte, io.Reader)) (*signer.App, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -60,7 +62,12 @@ func readApp(path string, opts signer.Options) (*signer.App, error) {
 		copy(a.Bytes(), raw)
 		return a, nil
 	}
-	a, err := signer.ReadApp(f, st.Size(), opts)
+	var mem []byte
+	var r io.Reader = f
+	if alloc != nil && st.Size() <= 1<<40 {
+		mem, r = alloc(signer.AppSize(int(st.Size()), opts), f)
+	}
+	a, err := signer.ReadAppInto(mem, r, st.Size(), opts)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read %s: %w", path, err)
 	}

@@ -14,6 +14,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcusign/mcusign/cmd/internal/fileutil"
+	"github.com/mcusign/mcusign/plugin"
+	"github.com/mcusign/mcusign/plugin/fdpass"
 	"github.com/mcusign/mcusign/signer"
 	"github.com/mcusign/mcusign/signer/ihex"
 	"github.com/mcusign/mcusign/signer/pkcs11key"
@@ -322,15 +324,30 @@ func (e *env) sign(cmd *cobra.Command, f *signFlags, infile, outfile string) err
 		}()
 	}
 
-	// A binary input is read straight into the buffer its image is built in.
+	// A binary input is read straight into the buffer its image is built
+	// in; for a daemon's key, a memory file that is then passed to the
+	// daemon as it is, sealed, instead of as a copy.
 	t := time.Now()
 	var app *signer.App
 	var data []byte
 	var base *uint32
+	var region *fdpass.Buffer
+	defer func() { region.Close() }()
 	if isHex(infile) {
 		data, base, err = readImage(infile)
 	} else {
-		app, err = readApp(infile, opts)
+		var alloc func(int, *os.File) ([]byte, io.Reader)
+		if overlap && !inProcess() {
+			alloc = func(size int, f *os.File) ([]byte, io.Reader) {
+				b, err := fdpass.NewBuffer("mcusign-image", size)
+				if err != nil {
+					return nil, f // ordinary memory, and a copy when signing
+				}
+				region = b
+				return b.Bytes(), b.Reader(f)
+			}
+		}
+		app, err = readApp(infile, opts, alloc)
 	}
 	if err != nil {
 		return err
@@ -387,6 +404,9 @@ func (e *env) sign(cmd *cobra.Command, f *signFlags, infile, outfile string) err
 	}
 
 	img, err := tracedBuild(key, func(ctx context.Context, key signer.Key) (*signer.Image, error) {
+		if region != nil {
+			ctx = plugin.WithRegionBuffer(ctx, region)
+		}
 		if app != nil {
 			return signer.BuildApp(ctx, app, opts, key, fixed)
 		}

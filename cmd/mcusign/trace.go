@@ -16,13 +16,14 @@ import (
 // EnvTrace=1 makes mcusign print where a command's time went, as one line
 // on stderr when it ends:
 //
-//	mcusign: trace: t0=<unix ns> read=1.2ms connect=310µs ... via=file total=9.8ms peak-rss=<bytes>
+//	mcusign: trace: t0=<unix ns> read=1.2ms connect=310µs ... via=file region=in-place total=9.8ms peak-rss=<bytes>
 //
 // t0 is the wall clock when mcusign's main package was initialised (after
 // the runtime and every imported package), so a caller that noted when it
 // started the process knows the start-up cost; via is how the image
-// reached a daemon (file: a sealed memory file; message; stream); peak-rss
-// is the most memory the process held. Only durations, that size and via
+// reached a daemon (file: a sealed memory file; message; stream), and for
+// a file, region says whether it was the memory the image was built in
+// (in-place) or a copy; peak-rss is the most memory the process held. Only durations, that size and via
 // are printed: never a key, URI, path or PIN. For benchmarks
 // (BenchmarkSignCommand) and for finding where a slow build's time goes.
 const EnvTrace = "MCUSIGN_TRACE"
@@ -36,6 +37,7 @@ type tracer struct {
 	names  []string
 	phases map[string]time.Duration
 	via    string // how the image reached the daemon, if it did
+	region string // for via=file: in-place or copy
 }
 
 var trace = &tracer{on: os.Getenv(EnvTrace) == "1", phases: map[string]time.Duration{}}
@@ -54,10 +56,16 @@ func (t *tracer) add(name string, d time.Duration) {
 
 func (t *tracer) since(name string, start time.Time) { t.add(name, time.Since(start)) }
 
-func (t *tracer) setVia(via string) {
+func (t *tracer) setVia(via string, inPlace bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.via = via
+	t.via, t.region = via, ""
+	if via == "file" {
+		t.region = "copy"
+		if inPlace {
+			t.region = "in-place"
+		}
+	}
 }
 
 func (t *tracer) get(name string) time.Duration {
@@ -79,6 +87,9 @@ func (t *tracer) print(w io.Writer) {
 	}
 	if t.via != "" {
 		fmt.Fprintf(&b, " via=%s", t.via)
+	}
+	if t.region != "" {
+		fmt.Fprintf(&b, " region=%s", t.region)
 	}
 	fmt.Fprintf(&b, " total=%s", time.Since(traceT0))
 	if hwm := peakRSS(); hwm > 0 {
@@ -139,7 +150,7 @@ func tracedBuild(key signer.Key, build func(ctx context.Context, key signer.Key)
 		trace.add("sign", dt.Token)
 		trace.add("audit", dt.Audit)
 		trace.add("rpc", tk.in-dt.Receive-dt.Hash-dt.Queue-dt.Token-dt.Audit)
-		trace.setVia(dt.Via)
+		trace.setVia(dt.Via, dt.InPlace)
 	} else {
 		trace.add("sign", tk.in)
 	}

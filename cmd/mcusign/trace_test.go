@@ -14,7 +14,9 @@ import (
 // nothing else; through a daemon it splits the signing call with the
 // daemon's own timing and says how the image got there: as a sealed memory
 // file, on a standing daemon's socket and on the private socket of one
-// started on demand. It never shows the PIN (runEnv checks).
+// started on demand, and that file is the memory a binary input was read
+// and built in, not a copy (a HEX input is decoded into other memory, so
+// its region is copied). It never shows the PIN (runEnv checks).
 func TestTrace(t *testing.T) {
 	tok := p11test.NewToken(t)
 	pem, err := filepath.Abs(filepath.Join(vectorsDir, "keys", "ed25519.pem"))
@@ -24,24 +26,32 @@ func TestTrace(t *testing.T) {
 	work := t.TempDir()
 
 	daemonPhases := []string{"read", "connect", "lookup", "hash", "upload", "check", "sign", "audit", "rpc", "verify", "write"}
+	hexApp, err := filepath.Abs(filepath.Join(vectorsDir, "inputs", "app-100k@0x08020200.hex"))
+	require.NoError(t, err)
 	for _, tc := range []struct {
-		name, key string
-		env       []string
-		phases    []string
-		via       string
+		name, key, in string
+		env           []string
+		phases        []string
+		via, region   string
 	}{
-		{"file", pem, d.env(), []string{"read", "lookup", "hash", "sign", "verify", "write"}, ""},
-		{"daemon", standingURI(tok, "fw"), d.env(), daemonPhases, "file"},
+		{"file", pem, daemonApp(t), d.env(), []string{"read", "lookup", "hash", "sign", "verify", "write"}, "", ""},
+		{"daemon", standingURI(tok, "fw"), daemonApp(t), d.env(), daemonPhases, "file", "in-place"},
+		{"daemon-hex", standingURI(tok, "fw"), hexApp, d.env(), daemonPhases, "file", "copy"},
 		// No MCUSIGN_SOCKET_DIR: the full URI (module, PIN file) goes to a
 		// daemon started for the command.
-		{"on-demand", tok.URI("fw"), os.Environ(), daemonPhases, "file"},
+		{"on-demand", tok.URI("fw"), daemonApp(t), os.Environ(), daemonPhases, "file", "in-place"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			plain, out := filepath.Join(work, tc.name+".bin"), filepath.Join(work, tc.name+".traced.bin")
-			errOut, rc := daemonSign(t, tc.env, work, tc.key, plain)
+			sign := func(env []string, out string) (string, int) {
+				args := append([]string{"sign", "-k", tc.key}, daemonSignArgs...)
+				_, errOut, rc := runEnv(t, env, work, append(args, tc.in, out)...)
+				return errOut, rc
+			}
+			errOut, rc := sign(tc.env, plain)
 			require.Zero(t, rc, errOut)
 			require.Empty(t, errOut)
-			errOut, rc = daemonSign(t, append(tc.env, EnvTrace+"=1"), work, tc.key, out)
+			errOut, rc = sign(append(tc.env, EnvTrace+"=1"), out)
 			require.Zero(t, rc, errOut)
 			tl, ok := parseTrace(errOut)
 			require.True(t, ok, errOut)
@@ -51,6 +61,7 @@ func TestTrace(t *testing.T) {
 				require.Contains(t, tl.phases, p, errOut)
 			}
 			require.Equal(t, tc.via, tl.via, errOut)
+			require.Equal(t, tc.region, tl.region, errOut)
 			a, _ := os.ReadFile(plain)
 			b, _ := os.ReadFile(out)
 			require.Equal(t, a, b, "tracing changed the image (Ed25519 signatures are deterministic)")
