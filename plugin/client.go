@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -38,9 +39,11 @@ const PassFileMin = 16 << 10
 // Client is the client side of the Signer service.
 type Client struct {
 	rpc         pb.SignerClient
-	name        string      // the daemon, for messages
-	files       *fileConn   // set when the connection can pass files
-	noSignImage atomic.Bool // the daemon predates SignImage
+	name        string         // the daemon, for messages
+	files       *fileConn      // set when the connection can pass files
+	published   []PublishedKey // the standing daemon's descriptor's keys
+	pending     *pendingConn   // the connection, while it is made in the background
+	noSignImage atomic.Bool    // the daemon predates SignImage
 }
 
 // NewClient wraps a gRPC connection to a daemon.
@@ -76,6 +79,10 @@ func Code(err error) codes.Code {
 func (c *Client) fail(op string, err error) error {
 	s, ok := status.FromError(err)
 	if !ok {
+		var ae *AttachError
+		if errors.As(err, &ae) {
+			return ae // names the daemon and why already
+		}
 		return fmt.Errorf("%s while %s: %w", c.name, op, err)
 	}
 	switch s.Code() {
@@ -136,8 +143,12 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 }
 
 // OpenKey finds a private key that can sign and returns it as a signer.Key
-// that signs through the daemon.
+// that signs through the daemon: as the daemon published it in its
+// descriptor, or else by asking it.
 func (c *Client) OpenKey(ctx context.Context, uri string) (*Key, error) {
+	if info := c.publishedKey(uri); info != nil {
+		return &Key{c: c, uri: uri, info: info}, nil
+	}
 	info, err := c.PublicKey(ctx, uri, PurposeSign)
 	if err != nil {
 		return nil, err
@@ -146,6 +157,26 @@ func (c *Client) OpenKey(ctx context.Context, uri string) (*Key, error) {
 		return nil, fmt.Errorf("%s returned no public key for %s", c.name, info.URI)
 	}
 	return &Key{c: c, uri: uri, info: info}, nil
+}
+
+// publishedKey is the description of uri's key the daemon published, or
+// nil (not published, or not readable: then it is asked for).
+func (c *Client) publishedKey(uri string) *KeyInfo {
+	for _, pk := range c.published {
+		if pk.URI != uri || pk.Fingerprint == "" {
+			continue
+		}
+		pub, err := x509.ParsePKIXPublicKey(pk.PublicKey)
+		if err != nil {
+			return nil
+		}
+		kt, err := signer.TypeOf(pub)
+		if err != nil || string(kt) != pk.Type {
+			return nil
+		}
+		return &KeyInfo{Type: kt, URI: uri, Public: pub, Fingerprint: pk.Fingerprint, HasPrivate: true, Sign: true, Published: true}
+	}
+	return nil
 }
 
 // Key is a signing key held by the daemon. It implements signer.Key, so the
@@ -177,7 +208,7 @@ func (k *Key) Sign(ctx context.Context, req signer.SignRequest) ([]byte, error) 
 	if timing != nil {
 		ctx = metadata.AppendToOutgoingContext(ctx, timingRequest, "1")
 	}
-	start := &pb.SignStart{KeyUri: k.uri, Hash: h, Pure: req.Pure, Size: uint64(len(req.Payload)), Digest: req.Digest}
+	start := &pb.SignStart{KeyUri: k.uri, Hash: h, Pure: req.Pure, Size: uint64(len(req.Payload)), Digest: req.Digest, KeyFingerprint: k.info.Fingerprint}
 	var trailer metadata.MD
 	resp, err := k.send(ctx, start, req.Payload, &trailer)
 	if err != nil {
@@ -191,12 +222,21 @@ func (k *Key) Sign(ctx context.Context, req signer.SignRequest) ([]byte, error) 
 	if len(req.Digest) > 0 && !bytes.Equal(resp.Digest, req.Digest) {
 		return nil, fmt.Errorf("%s signed a different digest than this image's; the image was changed in transit, retry", k.c.name)
 	}
+	if resp.KeyFingerprint != "" && k.info.Fingerprint != "" && resp.KeyFingerprint != k.info.Fingerprint {
+		// A daemon that predates the check in SignStart.
+		return nil, fmt.Errorf("%s signed with key %s, not the key %s this image was built for: the key changed in the token; run the command again", k.c.name, resp.KeyFingerprint, k.info.Fingerprint)
+	}
 	return resp.Signature, nil
 }
 
 // send sends the region the cheapest way the connection offers: as a
 // sealed memory file, in one SignImage message, or streamed.
 func (k *Key) send(ctx context.Context, start *pb.SignStart, payload []byte, trailer *metadata.MD) (*pb.SignResponse, error) {
+	if p := k.c.pending; p != nil { // whether it can pass files is known once connected
+		if _, err := p.wait(ctx); err != nil {
+			return nil, k.c.fail("signing", err)
+		}
+	}
 	if fc := k.c.files.get(); fc != nil && len(payload) >= PassFileMin {
 		resp, err := k.signFile(ctx, fc, start, payload, trailer)
 		if err != errNotPassed {

@@ -66,7 +66,26 @@ type Descriptor struct {
 	PID             int       `json:"pid"`
 	Version         string    `json:"version"` // mcusignd's
 	Started         time.Time `json:"started"`
+	// Keys are the signing keys the daemon has described to clients.
+	Keys []PublishedKey `json:"keys,omitempty"`
 }
+
+// PublishedKey is a signing key a standing daemon has described, under
+// the URI a client asked for it by. A client signing with the same URI
+// takes the key's description from the descriptor instead of asking the
+// daemon (a round trip less per command), and names the fingerprint it
+// expects in the signing call: the daemon refuses to sign with a key that
+// has another. A public key is no secret; the descriptor is readable by
+// the users the daemon admits, who could list the keys anyway.
+type PublishedKey struct {
+	URI         string `json:"uri"`         // exactly as clients ask for it
+	Type        string `json:"type"`        // MCUboot key type
+	PublicKey   []byte `json:"public_key"`  // PKIX SubjectPublicKeyInfo DER
+	Fingerprint string `json:"fingerprint"` // "sha256:<hex>" of the MCUboot public key encoding
+}
+
+// MaxPublishedKeys bounds a descriptor's key list.
+const MaxPublishedKeys = 64
 
 // ErrNoDescriptor means no standing daemon has announced itself in a directory.
 var ErrNoDescriptor = errors.New("no mcusignd descriptor")
@@ -199,16 +218,52 @@ func (r *standingRunner) HostToPlugin(n, a string) (string, string, error) {
 // and is used for the gRPC channel, so a command makes one connection
 // (and a refused user leaves one audit record, not two).
 func Attach(d *Descriptor, conn net.Conn) (*Conn, error) {
+	c, err := AttachInBackground(d, conn)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.Client.pending.wait(context.Background()); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// AttachInBackground is Attach without the wait: it checks the descriptor,
+// returns, and connects in the background; the Conn's calls wait for the
+// connection, or fail with the reason it could not be made. A command
+// that has its input to read meanwhile starts it first; a signing key
+// the daemon published (Client.OpenKey) needs no call at all until the
+// signature.
+func AttachInBackground(d *Descriptor, conn net.Conn) (*Conn, error) {
 	if d.Protocol != string(goplugin.ProtocolGRPC) {
 		return nil, fmt.Errorf("mcusignd at %s speaks %q, this mcusign speaks grpc; upgrade them together", d.Address, d.Protocol)
 	}
 	if d.ProtocolVersion != int(Handshake.ProtocolVersion) {
 		return nil, fmt.Errorf("mcusignd at %s speaks protocol version %d, this mcusign speaks %d; upgrade them together", d.Address, d.ProtocolVersion, Handshake.ProtocolVersion)
 	}
+	p := &pendingConn{done: make(chan struct{})}
+	cl := NewClient(p)
+	cl.name = fmt.Sprintf("mcusignd (standing, pid %d, socket %s)", d.PID, d.Address)
+	cl.files = &fileConn{}
+	cl.published = d.Keys
+	cl.pending = p
+	go func() {
+		defer close(p.done)
+		p.cc, p.release, p.err = attach(d, conn, cl.files)
+	}()
+	return &Conn{Client: cl, Standing: true, Where: d.Address, close: func() {
+		if _, err := p.wait(context.Background()); err == nil {
+			p.release()
+		}
+	}}, nil
+}
+
+// attach makes the gRPC connection to a standing daemon.
+func attach(d *Descriptor, conn net.Conn, files *fileConn) (*grpc.ClientConn, func(), error) {
 	addr := &net.UnixAddr{Net: "unix", Name: d.Address}
 	r := &standingRunner{done: make(chan struct{})}
 	var first sync.Once
-	files := &fileConn{}
 	dial := func(ctx context.Context, _ string) (net.Conn, error) {
 		var c net.Conn
 		first.Do(func() { c, conn = conn, nil })
@@ -231,7 +286,7 @@ func Attach(d *Descriptor, conn net.Conn) (*Conn, error) {
 		},
 		GRPCDialOptions: []grpc.DialOption{grpc.WithContextDialer(dial)},
 	})
-	cl, gc, err := dispense(client)
+	_, gc, err := dispense(client)
 	if err != nil {
 		close(r.done)
 		first.Do(func() {
@@ -239,16 +294,62 @@ func Attach(d *Descriptor, conn net.Conn) (*Conn, error) {
 				conn.Close()
 			}
 		})
-		return nil, fmt.Errorf("cannot attach to mcusignd at %s: %v", d.Address, err)
+		return nil, nil, &AttachError{Address: d.Address, Err: err}
 	}
-	cl.name = fmt.Sprintf("mcusignd (standing, pid %d, socket %s)", d.PID, d.Address)
-	cl.files = files
-	return &Conn{Client: cl, Standing: true, Where: d.Address, close: func() {
+	return gc.Conn, func() {
 		// Not gc.Close(): that would send the Shutdown RPC.
 		_ = gc.Conn.Close()
 		close(r.done)
 		client.Kill() // a no-op for Test reattachments, but frees go-plugin's state
-	}}, nil
+	}, nil
+}
+
+// AttachError is a standing daemon that could not be attached to.
+type AttachError struct {
+	Address string
+	Err     error
+}
+
+func (e *AttachError) Error() string {
+	return fmt.Sprintf("cannot attach to mcusignd at %s: %v", e.Address, e.Err)
+}
+
+func (e *AttachError) Unwrap() error { return e.Err }
+
+// pendingConn is a gRPC connection being made in the background: calls
+// wait for it.
+type pendingConn struct {
+	done    chan struct{}
+	cc      *grpc.ClientConn // set, or err, once done is closed
+	release func()
+	err     error
+}
+
+func (p *pendingConn) wait(ctx context.Context) (*grpc.ClientConn, error) {
+	select {
+	case <-p.done:
+		return p.cc, p.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Invoke implements grpc.ClientConnInterface.
+func (p *pendingConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	cc, err := p.wait(ctx)
+	if err != nil {
+		return err
+	}
+	return cc.Invoke(ctx, method, args, reply, opts...)
+}
+
+// NewStream implements grpc.ClientConnInterface.
+func (p *pendingConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	cc, err := p.wait(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return cc.NewStream(ctx, desc, method, opts...)
 }
 
 // fileConn is the connection a standing daemon's client currently uses,

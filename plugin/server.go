@@ -146,7 +146,7 @@ func signInput(start *pb.SignStart) (SignInput, error) {
 	if start.Size > 1<<62 {
 		return SignInput{}, status.Errorf(codes.InvalidArgument, "declared image size %d is out of range", start.Size)
 	}
-	return SignInput{KeyURI: start.KeyUri, Hash: hash, Pure: start.Pure, Size: int64(start.Size), Digest: start.Digest}, nil
+	return SignInput{KeyURI: start.KeyUri, Hash: hash, Pure: start.Pure, Size: int64(start.Size), Digest: start.Digest, KeyFingerprint: start.KeyFingerprint}, nil
 }
 
 // sign runs one request, from either RPC, through the service. The

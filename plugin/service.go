@@ -35,6 +35,9 @@ type SignInput struct {
 	Pure   bool
 	Size   int64  // bytes the client declared it will send
 	Digest []byte // the client's digest of the region; may be empty
+	// KeyFingerprint, if set, is the key the client built the image for;
+	// the service refuses to sign with another.
+	KeyFingerprint string
 
 	// Read receives exactly Size bytes from the client. It fails if the
 	// client sends more or fewer, or when ctx ends first. The service
@@ -95,6 +98,7 @@ type KeyInfo struct {
 	Public      crypto.PublicKey // nil when unavailable
 	PublicErr   string           // why Public is nil
 	Fingerprint string           // "sha256:<hex>" of the MCUboot public key encoding
+	Published   bool             // taken from a standing daemon's descriptor, not asked for
 
 	HasPrivate, HasPublicObject       bool
 	Sign, Sensitive, Extractable      bool

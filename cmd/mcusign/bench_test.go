@@ -270,6 +270,7 @@ func rawSign(b *testing.B, tok *p11test.Token, kt signer.KeyType, c int, digest 
 type traceLine struct {
 	t0, peakRSS int64
 	via, region string
+	facts       map[string]string // every name=word that is not a duration
 	phases      map[string]time.Duration
 }
 
@@ -279,7 +280,7 @@ func parseTrace(stderr string) (*traceLine, bool) {
 		if !ok {
 			continue
 		}
-		tl := &traceLine{phases: map[string]time.Duration{}}
+		tl := &traceLine{phases: map[string]time.Duration{}, facts: map[string]string{}}
 		for _, f := range strings.Fields(rest) {
 			k, v, _ := strings.Cut(f, "=")
 			switch k {
@@ -298,6 +299,8 @@ func parseTrace(stderr string) (*traceLine, bool) {
 			}
 			if d, err := time.ParseDuration(v); err == nil {
 				tl.phases[k] = d
+			} else {
+				tl.facts[k] = v
 			}
 		}
 		return tl, true

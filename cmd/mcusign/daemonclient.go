@@ -66,7 +66,9 @@ func (e *env) connectDaemon(uri string) (*plugin.Conn, error) {
 	case err == nil:
 		conn, perr := plugin.Probe(d)
 		if perr == nil {
-			c, err := plugin.Attach(d, conn)
+			// The gRPC connection is made while the command goes on
+			// (reading its input); calls wait for it.
+			c, err := plugin.AttachInBackground(d, conn)
 			if err != nil {
 				return nil, err
 			}

@@ -85,6 +85,11 @@ func openPKCS11Key(e *env, ref string, needPrivate bool) (*keyRef, bool, error) 
 			conn.Close()
 			return nil, true, err
 		}
+		if k.Info().Published {
+			trace.fact("key", "published")
+		} else {
+			trace.fact("key", "asked")
+		}
 		t, err := signer.TypeOf(k.Public())
 		if err != nil {
 			conn.Close()

@@ -16,28 +16,31 @@ import (
 // EnvTrace=1 makes mcusign print where a command's time went, as one line
 // on stderr when it ends:
 //
-//	mcusign: trace: t0=<unix ns> read=1.2ms connect=310µs ... via=file region=in-place total=9.8ms peak-rss=<bytes>
+//	mcusign: trace: t0=<unix ns> read=1.2ms connect=310µs ... key=published via=file region=in-place total=9.8ms peak-rss=<bytes>
 //
 // t0 is the wall clock when mcusign's main package was initialised (after
 // the runtime and every imported package), so a caller that noted when it
-// started the process knows the start-up cost; via is how the image
-// reached a daemon (file: a sealed memory file; message; stream), and for
-// a file, region says whether it was the memory the image was built in
-// (in-place) or a copy; peak-rss is the most memory the process held. Only durations, that size and via
-// are printed: never a key, URI, path or PIN. For benchmarks
-// (BenchmarkSignCommand) and for finding where a slow build's time goes.
+// started the process knows the start-up cost. Then come the phases, and
+// facts about the signing call: key, where a daemon's key came from
+// (published: the daemon's descriptor; asked: a lookup call); via, how the
+// image reached the daemon (file: a sealed memory file; message; stream);
+// region, for a file, whether it was the memory the image was built in
+// (in-place) or a copy. peak-rss is the most memory the process held. Only
+// durations, that size and these words are printed: never a key, URI,
+// path or PIN. For benchmarks (BenchmarkSignCommand) and for finding where
+// a slow build's time goes.
 const EnvTrace = "MCUSIGN_TRACE"
 
 var traceT0 = time.Now()
 
-// tracer sums durations per phase, in the order phases first appear.
+// tracer sums durations per phase, in the order phases first appear, and
+// keeps facts (name=word) in the order they were first set.
 type tracer struct {
 	on     bool
 	mu     sync.Mutex
 	names  []string
 	phases map[string]time.Duration
-	via    string // how the image reached the daemon, if it did
-	region string // for via=file: in-place or copy
+	facts  [][2]string
 }
 
 var trace = &tracer{on: os.Getenv(EnvTrace) == "1", phases: map[string]time.Duration{}}
@@ -56,15 +59,31 @@ func (t *tracer) add(name string, d time.Duration) {
 
 func (t *tracer) since(name string, start time.Time) { t.add(name, time.Since(start)) }
 
-func (t *tracer) setVia(via string, inPlace bool) {
+// fact sets name to value (a word, never a secret).
+func (t *tracer) fact(name, value string) {
+	if !t.on {
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.via, t.region = via, ""
-	if via == "file" {
-		t.region = "copy"
-		if inPlace {
-			t.region = "in-place"
+	for i := range t.facts {
+		if t.facts[i][0] == name {
+			t.facts[i][1] = value
+			return
 		}
+	}
+	t.facts = append(t.facts, [2]string{name, value})
+}
+
+// setVia notes how the image reached the daemon.
+func (t *tracer) setVia(via string, inPlace bool) {
+	t.fact("via", via)
+	if via == "file" {
+		region := "copy"
+		if inPlace {
+			region = "in-place"
+		}
+		t.fact("region", region)
 	}
 }
 
@@ -85,11 +104,8 @@ func (t *tracer) print(w io.Writer) {
 	for _, n := range t.names {
 		fmt.Fprintf(&b, " %s=%s", n, t.phases[n])
 	}
-	if t.via != "" {
-		fmt.Fprintf(&b, " via=%s", t.via)
-	}
-	if t.region != "" {
-		fmt.Fprintf(&b, " region=%s", t.region)
+	for _, f := range t.facts {
+		fmt.Fprintf(&b, " %s=%s", f[0], f[1])
 	}
 	fmt.Fprintf(&b, " total=%s", time.Since(traceT0))
 	if hwm := peakRSS(); hwm > 0 {

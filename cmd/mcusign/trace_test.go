@@ -3,10 +3,13 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/mcusign/mcusign/plugin"
 	"github.com/mcusign/mcusign/signer/pkcs11key/p11test"
 )
 
@@ -67,4 +70,84 @@ func TestTrace(t *testing.T) {
 			require.Equal(t, a, b, "tracing changed the image (Ed25519 signatures are deterministic)")
 		})
 	}
+}
+
+// A standing daemon publishes a key in its descriptor once a command has
+// looked it up; later commands sign with it without asking (key=published
+// in the trace) and get the same image. When the published key is not the
+// key the token holds any more (here: a descriptor edited to say another
+// fingerprint), the daemon refuses to sign before the token is asked, the
+// command fails with one line and leaves no output, and the next command
+// asks again and signs.
+func TestPublishedKey(t *testing.T) {
+	tok := p11test.NewToken(t)
+	pem, err := filepath.Abs(filepath.Join(vectorsDir, "keys", "ed25519.pem"))
+	require.NoError(t, err)
+	tok.ImportPEM(t, "fw", pem)
+	d := startDaemon(t, tok, "", "")
+	work := t.TempDir()
+	uri := standingURI(tok, "fw")
+	env := append(d.env(), EnvTrace+"=1")
+	sign := func(out string) (*traceLine, string, int) {
+		errOut, rc := daemonSign(t, env, work, uri, out)
+		tl, _ := parseTrace(errOut)
+		return tl, errOut, rc
+	}
+	published := func() *plugin.PublishedKey {
+		desc, err := plugin.ReadDescriptor(d.sockDir)
+		require.NoError(t, err)
+		for i := range desc.Keys {
+			if desc.Keys[i].URI == uri {
+				return &desc.Keys[i]
+			}
+		}
+		return nil
+	}
+
+	first := filepath.Join(work, "first.bin")
+	tl, errOut, rc := sign(first)
+	require.Zero(t, rc, errOut)
+	require.Equal(t, "asked", tl.facts["key"], errOut)
+	require.Eventually(t, func() bool { return published() != nil }, 10*time.Second, 10*time.Millisecond, "the key was not published")
+	pk := published()
+	require.Equal(t, "ed25519", pk.Type)
+
+	second := filepath.Join(work, "second.bin")
+	tl, errOut, rc = sign(second)
+	require.Zero(t, rc, errOut)
+	require.Equal(t, "published", tl.facts["key"], errOut)
+	a, _ := os.ReadFile(first)
+	b, _ := os.ReadFile(second)
+	require.Equal(t, a, b, "Ed25519 signatures are deterministic")
+
+	// The descriptor says another fingerprint than the token's key has.
+	desc, err := plugin.ReadDescriptor(d.sockDir)
+	require.NoError(t, err)
+	for i := range desc.Keys {
+		desc.Keys[i].Fingerprint = "sha256:" + strings.Repeat("0", 64)
+	}
+	require.NoError(t, plugin.WriteDescriptor(d.sockDir, desc, 0o600, -1))
+	stale := filepath.Join(work, "stale.bin")
+	_, errOut, rc = sign(stale)
+	require.NotZero(t, rc)
+	require.Contains(t, errOut, "changed in the token; run the command again")
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(errOut), "\n") {
+		if !strings.HasPrefix(l, "mcusign: trace:") {
+			lines = append(lines, l)
+		}
+	}
+	require.Len(t, lines, 1, errOut)
+	require.NoFileExists(t, stale)
+	recs := auditRecords(t, d.auditLog, "sign")
+	require.Len(t, recs, 3)
+	require.Contains(t, recs[2], `"result":"refused"`)
+	require.Eventually(t, func() bool { return published() == nil }, 10*time.Second, 10*time.Millisecond, "the stale key stayed published")
+
+	third := filepath.Join(work, "third.bin")
+	tl, errOut, rc = sign(third)
+	require.Zero(t, rc, errOut)
+	require.Equal(t, "asked", tl.facts["key"], errOut)
+	c, _ := os.ReadFile(third)
+	require.Equal(t, a, c)
 }

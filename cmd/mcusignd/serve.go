@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -371,7 +372,13 @@ func serveStanding(f *serveFlags, stderr io.Writer) error {
 	}
 	defer alog.Close()
 
+	descMode := os.FileMode(0o600)
+	if gid >= 0 {
+		descMode = 0o640
+	}
+	desc := &descriptorFile{dir: dir, mode: descMode, gid: gid, logf: lg.logf}
 	svc, err := daemon.New(daemon.Config{
+		Publish: desc.publish,
 		Mode:    daemon.Standing,
 		Version: Version,
 		Backend: daemon.PKCS11{Options: pinOptions(pin, func(m string) { lg.logf("warning: %s", m) })},
@@ -446,22 +453,16 @@ func serveStanding(f *serveFlags, stderr io.Writer) error {
 	if gid < 0 {
 		_ = os.Chmod(socket, 0o600)
 	}
-	descMode := os.FileMode(0o600)
-	if gid >= 0 {
-		descMode = 0o640
-	}
-	desc := &plugin.Descriptor{
+	if err := desc.write(&plugin.Descriptor{
 		Protocol: string(rc.Protocol), ProtocolVersion: rc.ProtocolVersion,
 		Network: rc.Addr.Network(), Address: socket, PID: os.Getpid(),
 		Version: Version, Started: time.Now().UTC(),
-	}
-	if err := plugin.WriteDescriptor(dir, desc, descMode, gid); err != nil {
+	}); err != nil {
 		srv.Stop()
 		<-closed
 		return fmt.Errorf("cannot write the descriptor in %s: %v", dir, err)
 	}
-	descPath := filepath.Join(dir, plugin.DescriptorName)
-	defer os.Remove(descPath)
+	defer desc.remove()
 	defer os.Remove(socket)
 	lg.logf("serving on %s (pid %d, version %s, module %s, audit log %s, admits %s)", socket, os.Getpid(), Version, module, logPath, access)
 
@@ -480,7 +481,7 @@ func serveStanding(f *serveFlags, stderr io.Writer) error {
 			}
 			lg.logf("%s: finishing the requests in flight, then stopping", sig)
 			// Clients no longer find us; requests in flight finish.
-			_ = os.Remove(descPath)
+			desc.remove()
 			svc.Drain()
 			drained := make(chan struct{})
 			go func() { srv.GracefulStop(); close(drained) }()
@@ -587,4 +588,47 @@ func serveOnDemand(f *serveFlags, stderr io.Writer) error {
 		Logger:          hclog.New(&hclog.LoggerOptions{Name: "mcusignd", Level: hclog.Error, Output: stderr}),
 	})
 	return nil
+}
+
+// descriptorFile keeps a standing daemon's descriptor: written once the
+// socket is known, rewritten when the published keys change, and never
+// again once removed (a late rewrite would announce a daemon that is gone).
+type descriptorFile struct {
+	dir  string
+	mode os.FileMode
+	gid  int
+	logf func(format string, args ...any)
+
+	mu      sync.Mutex
+	d       *plugin.Descriptor // nil until written
+	keys    []plugin.PublishedKey
+	removed bool
+}
+
+func (w *descriptorFile) write(d *plugin.Descriptor) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	d.Keys, w.d = w.keys, d
+	return plugin.WriteDescriptor(w.dir, d, w.mode, w.gid)
+}
+
+// publish is daemon.Config.Publish.
+func (w *descriptorFile) publish(keys []plugin.PublishedKey) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.keys = keys
+	if w.d == nil || w.removed {
+		return
+	}
+	w.d.Keys = keys
+	if err := plugin.WriteDescriptor(w.dir, w.d, w.mode, w.gid); err != nil {
+		w.logf("warning: cannot publish keys in the descriptor (%v); clients look them up instead", err)
+	}
+}
+
+func (w *descriptorFile) remove() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.removed = true
+	_ = os.Remove(filepath.Join(w.dir, plugin.DescriptorName))
 }

@@ -145,9 +145,13 @@ type SignStart struct {
 	Size uint64 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
 	// Optional: the client's digest of the region. The daemon refuses the
 	// request when its own digest differs.
-	Digest        []byte `protobuf:"bytes,5,opt,name=digest,proto3" json:"digest,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Digest []byte `protobuf:"bytes,5,opt,name=digest,proto3" json:"digest,omitempty"`
+	// Optional: the fingerprint ("sha256:<hex>") of the key the client built
+	// the image for (its KEYHASH, its hash algorithm). The daemon refuses the
+	// request, before signing, when the key the URI selects has another.
+	KeyFingerprint string `protobuf:"bytes,6,opt,name=key_fingerprint,json=keyFingerprint,proto3" json:"key_fingerprint,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SignStart) Reset() {
@@ -213,6 +217,13 @@ func (x *SignStart) GetDigest() []byte {
 		return x.Digest
 	}
 	return nil
+}
+
+func (x *SignStart) GetKeyFingerprint() string {
+	if x != nil {
+		return x.KeyFingerprint
+	}
+	return ""
 }
 
 type SignChunk struct {
@@ -1174,13 +1185,14 @@ var File_signer_proto protoreflect.FileDescriptor
 const file_signer_proto_rawDesc = "" +
 	"\n" +
 	"\fsigner.proto\x12\n" +
-	"mcusign.v1\"\x93\x01\n" +
+	"mcusign.v1\"\xbc\x01\n" +
 	"\tSignStart\x12\x17\n" +
 	"\akey_uri\x18\x01 \x01(\tR\x06keyUri\x12-\n" +
 	"\x04hash\x18\x02 \x01(\x0e2\x19.mcusign.v1.HashAlgorithmR\x04hash\x12\x12\n" +
 	"\x04pure\x18\x03 \x01(\bR\x04pure\x12\x12\n" +
 	"\x04size\x18\x04 \x01(\x04R\x04size\x12\x16\n" +
-	"\x06digest\x18\x05 \x01(\fR\x06digest\"W\n" +
+	"\x06digest\x18\x05 \x01(\fR\x06digest\x12'\n" +
+	"\x0fkey_fingerprint\x18\x06 \x01(\tR\x0ekeyFingerprint\"W\n" +
 	"\tSignChunk\x12-\n" +
 	"\x05start\x18\x01 \x01(\v2\x15.mcusign.v1.SignStartH\x00R\x05start\x12\x14\n" +
 	"\x04data\x18\x02 \x01(\fH\x00R\x04dataB\x05\n" +

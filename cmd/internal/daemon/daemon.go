@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -78,6 +79,11 @@ type Config struct {
 	HoldSign bool
 	// Logf receives the daemon's diagnostics; nil discards them.
 	Logf func(format string, args ...any)
+	// Publish, if set, receives the signing keys described to clients so
+	// far, each under the URI a client asked for it by, whenever that list
+	// changes (a standing daemon puts them in its descriptor). Calls come
+	// one at a time, each with the whole list.
+	Publish func([]plugin.PublishedKey)
 }
 
 // Service implements plugin.Service with Config's policy.
@@ -97,6 +103,9 @@ type Service struct {
 	mu    sync.Mutex
 	keys  map[string]*openKey  // open keys by the URI they were opened with
 	usage map[string]*keyUsage // by canonical key URI
+
+	pubMu     sync.Mutex                     // serializes Publish calls
+	published map[string]plugin.PublishedKey // by the URI clients use; under mu
 }
 
 type keyUsage struct {
@@ -138,6 +147,8 @@ func New(cfg Config) (*Service, error) {
 		draining: make(chan struct{}),
 		keys:     map[string]*openKey{},
 		usage:    map[string]*keyUsage{},
+
+		published: map[string]plugin.PublishedKey{},
 	}, nil
 }
 
@@ -567,6 +578,10 @@ func (s *Service) sign(ctx context.Context, in plugin.SignInput, rec *audit.Reco
 	}
 	rec.KeyURI, rec.KeyType = k.uri, string(k.Type())
 	rec.KeyFingerprint = k.fingerprint
+	if in.KeyFingerprint != "" && in.KeyFingerprint != k.fingerprint {
+		s.unpublish(in.KeyURI)
+		return nil, &refusal{plugin.Errorf(codes.FailedPrecondition, "the key %s is not the one the image was built for (%s, its fingerprint now %s): it changed in the token; run the command again", safeURI(in.KeyURI), in.KeyFingerprint, k.fingerprint)}
+	}
 	rec.SignatureType = signatureType(k.Type(), in.Pure)
 	// The signature leaves the daemon only once its record is durable; the
 	// record is written before the token's answer is known, and should the
@@ -604,7 +619,10 @@ func (s *Service) sign(ctx context.Context, in plugin.SignInput, rec *audit.Reco
 		tm.Audit = time.Since(t)
 	}
 	if err != nil {
-		s.forget(uri) // the key may be gone or its session broken; look it up afresh next time
+		// The key may be gone or its session broken: look it up afresh
+		// next time, and so must clients.
+		s.forget(uri)
+		s.unpublish(in.KeyURI)
 		if a.err == nil {
 			rec.Voids = a.seq
 		}
@@ -643,6 +661,7 @@ func (s *Service) PublicKey(ctx context.Context, raw string, purpose plugin.KeyP
 		// opened and described is answered from memory, without a token
 		// slot, so commands do not queue behind other builds' signatures.
 		if ki := s.described(uri); ki != nil {
+			s.publish(raw, ki)
 			return ki, nil
 		}
 	}
@@ -662,6 +681,7 @@ func (s *Service) PublicKey(ctx context.Context, raw string, purpose plugin.KeyP
 			s.forget(uri)
 			return nil, s.backendErr(err)
 		}
+		s.publish(raw, ki)
 		return ki, nil
 	case plugin.PurposePublic:
 		pub, err := s.cfg.Backend.PublicKey(ctx, uri)
@@ -814,4 +834,58 @@ func (s *Service) Status(ctx context.Context) (*plugin.Status, error) {
 	sort.Slice(used, func(i, j int) bool { return used[i].Key.URI < used[j].Key.URI })
 	st.Keys = append(st.Keys, used...)
 	return st, nil
+}
+
+// publish adds the signing key ki, which a client asked for by raw, to the
+// published keys, if it is not there as it is.
+func (s *Service) publish(raw string, ki *plugin.KeyInfo) {
+	if s.cfg.Publish == nil || ki.Type == "" || ki.Public == nil || ki.Fingerprint == "" {
+		return
+	}
+	s.mu.Lock()
+	old, ok := s.published[raw]
+	if ok && old.Fingerprint == ki.Fingerprint || !ok && len(s.published) >= plugin.MaxPublishedKeys {
+		s.mu.Unlock()
+		return
+	}
+	der, err := x509.MarshalPKIXPublicKey(ki.Public)
+	if err != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.published[raw] = plugin.PublishedKey{URI: raw, Type: string(ki.Type), PublicKey: der, Fingerprint: ki.Fingerprint}
+	s.mu.Unlock()
+	go s.sendPublished()
+}
+
+// unpublish drops the key published under raw: it changed, or may have,
+// and clients must ask again. The list is handed over before unpublish
+// returns, so that the client told of the failure does not find the key
+// published when it runs again.
+func (s *Service) unpublish(raw string) {
+	if s.cfg.Publish == nil {
+		return
+	}
+	s.mu.Lock()
+	_, ok := s.published[raw]
+	delete(s.published, raw)
+	s.mu.Unlock()
+	if ok {
+		s.sendPublished()
+	}
+}
+
+// sendPublished hands the current list to Publish; calls run one at a
+// time, and each sends the list as it is then, so the last one wins.
+func (s *Service) sendPublished() {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	s.mu.Lock()
+	list := make([]plugin.PublishedKey, 0, len(s.published))
+	for _, pk := range s.published {
+		list = append(list, pk)
+	}
+	s.mu.Unlock()
+	sort.Slice(list, func(i, j int) bool { return list[i].URI < list[j].URI })
+	s.cfg.Publish(list)
 }

@@ -7,9 +7,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -471,4 +473,74 @@ func testTokenFailureVoidsRecord(t *testing.T, others int32) {
 	var v audit.Verifier
 	require.NoError(t, v.File(f.path, strings.NewReader(strings.Join(recs, "\n")+"\n")))
 	require.Equal(t, 2, v.Summary().Records)
+}
+
+// A signing key described to a client is published, once, under the URI
+// the client asked by (getpub lookups publish nothing); a signing request
+// that names another fingerprint than the key's is refused before the
+// token is asked, audited, and the key is unpublished, so that the next
+// command asks again.
+func TestPublishedKeys(t *testing.T) {
+	lists := make(chan []plugin.PublishedKey, 8)
+	f, cb := newCountingFixture(t, func(c *Config) { c.Publish = func(l []plugin.PublishedKey) { lists <- l } })
+	ctx := context.Background()
+	const uri = "pkcs11:object=fw"
+	ki, err := f.svc.PublicKey(ctx, uri, plugin.PurposeSign)
+	require.NoError(t, err)
+	got := <-lists
+	require.Len(t, got, 1)
+	require.Equal(t, uri, got[0].URI)
+	require.Equal(t, string(signer.ECDSAP256), got[0].Type)
+	require.Equal(t, ki.Fingerprint, got[0].Fingerprint)
+	pub, err := x509.ParsePKIXPublicKey(got[0].PublicKey)
+	require.NoError(t, err)
+	require.True(t, pub.(*ecdsa.PublicKey).Equal(ki.Public))
+
+	_, err = f.svc.PublicKey(ctx, uri, plugin.PurposeSign)
+	require.NoError(t, err)
+	_, err = f.svc.PublicKey(ctx, "pkcs11:object=fw;type=private", plugin.PurposePublic)
+	require.NoError(t, err)
+	select {
+	case l := <-lists:
+		t.Fatalf("published again: %v", l)
+	case <-time.After(100 * time.Millisecond):
+	}
+
+	in := input(uri, region(t))
+	in.KeyFingerprint = ki.Fingerprint
+	_, err = f.svc.Sign(ctx, in)
+	require.NoError(t, err)
+	in.KeyFingerprint = "sha256:" + strings.Repeat("0", 64)
+	_, err = f.svc.Sign(ctx, in)
+	require.Equal(t, codes.FailedPrecondition, statusCode(err), "%v", err)
+	require.ErrorContains(t, err, "changed in the token; run the command again")
+	require.Equal(t, 1, cb.total, "the token signed for a key the image was not built for")
+	recs := f.records(t)
+	require.Len(t, recs, 2)
+	require.Contains(t, recs[1], `"result":"refused"`)
+	require.Empty(t, <-lists, "the key stays published")
+}
+
+// A descriptor lists at most MaxPublishedKeys keys.
+func TestPublishedKeysBounded(t *testing.T) {
+	var mu sync.Mutex
+	var last []plugin.PublishedKey
+	f := newFixture(t, Standing, func(c *Config) {
+		c.Publish = func(l []plugin.PublishedKey) { mu.Lock(); last = l; mu.Unlock() }
+	})
+	for i := 0; i <= plugin.MaxPublishedKeys; i++ {
+		name := fmt.Sprintf("k%d", i)
+		f.backend.keys[name] = f.backend.keys["fw"]
+		_, err := f.svc.PublicKey(context.Background(), "pkcs11:object="+name, plugin.PurposeSign)
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(last) == plugin.MaxPublishedKeys
+	}, 5*time.Second, 10*time.Millisecond)
+	time.Sleep(50 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, last, plugin.MaxPublishedKeys)
 }
