@@ -271,37 +271,51 @@ func regionBufferFrom(ctx context.Context) *fdpass.Buffer {
 	return b
 }
 
+// regionFile is the sealed memory file to pass for payload: the buffer
+// it was built in, sealed in place, if the caller made it in one
+// (WithRegionBuffer), else a copy. release, once the call is answered,
+// lets go of what the caller does not keep. An error with inPlace set
+// leaves the buffer unusable.
+func regionFile(ctx context.Context, payload []byte) (f *os.File, inPlace bool, release func(), err error) {
+	if b := regionBufferFrom(ctx); b.Holds(payload) {
+		f, err := b.SealPrefix(len(payload))
+		switch {
+		case err == nil:
+			// Map the image's pages back in while the daemon works, so
+			// that reading it for the output does not fault on each.
+			prefaulted := make(chan struct{})
+			go func() { b.Prefault(); close(prefaulted) }()
+			return f, true, func() { <-prefaulted }, nil
+		case !errors.Is(err, fdpass.ErrSealedOther): // else: passed with another region before; copy this one
+			return nil, true, nil, err
+		}
+	}
+	f, err = fdpass.Seal("mcusign-image", payload)
+	if err != nil {
+		return nil, false, nil, err
+	}
+	// The last close frees the file's pages (0.2 ms per MiB here): not
+	// while the caller waits for the signature.
+	return f, false, func() { go f.Close() }, nil
+}
+
 // errNotPassed is a region that could not be passed as a file (no memfd
 // here, or it did not arrive: a reconnect in between); its bytes are sent
 // instead.
 var errNotPassed = errors.New("the region was not passed as a file")
 
-// signFile passes the region as a sealed memory file on connection fc:
-// the buffer it was built in if the caller made it in one
-// (WithRegionBuffer), else a copy.
+// signFile passes the region as a sealed memory file on connection fc.
 func (k *Key) signFile(ctx context.Context, fc *fdpass.Conn, start *pb.SignStart, payload []byte, trailer *metadata.MD) (*pb.SignResponse, error) {
-	var f *os.File
-	if b := regionBufferFrom(ctx); b.Holds(payload) {
-		var err error
-		if f, err = b.SealPrefix(len(payload)); err != nil {
+	f, inPlace, release, err := regionFile(ctx, payload)
+	if err != nil {
+		if inPlace {
 			return nil, fmt.Errorf("cannot pass the image to %s: %w", k.c.name, err)
 		}
-		if t := signTimingFrom(ctx); t != nil {
-			t.InPlace = true
-		}
-		// Map the image's pages back in while the daemon works, so that
-		// reading the image for the output does not fault on each.
-		prefaulted := make(chan struct{})
-		go func() { b.Prefault(); close(prefaulted) }()
-		defer func() { <-prefaulted }()
-	} else {
-		var err error
-		if f, err = fdpass.Seal("mcusign-image", payload); err != nil {
-			return nil, errNotPassed
-		}
-		// The last close frees the file's pages (0.2 ms per MiB here):
-		// not while the caller waits for the signature.
-		defer func() { go f.Close() }()
+		return nil, errNotPassed
+	}
+	defer release()
+	if t := signTimingFrom(ctx); t != nil {
+		t.InPlace = inPlace
 	}
 	id, err := fdpass.IDOf(f)
 	if err == nil {

@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mcusign/mcusign/plugin"
+	"github.com/mcusign/mcusign/signer"
+	"github.com/mcusign/mcusign/signer/imgcheck"
 	"github.com/mcusign/mcusign/signer/pkcs11key/p11test"
 )
 
@@ -150,4 +152,55 @@ func TestPublishedKey(t *testing.T) {
 	require.Equal(t, "asked", tl.facts["key"], errOut)
 	c, _ := os.ReadFile(third)
 	require.Equal(t, a, c)
+}
+
+// Through a standing daemon, an image encrypted in the memory it is passed
+// in (in place) and compressed images (two signatures: the whole image's,
+// built in other memory, and the small compressed one's, sent in the
+// call) are signed over exactly their bytes: each decrypts, decompresses
+// and verifies.
+func TestDaemonEncryptedAndCompressed(t *testing.T) {
+	tok, _ := vectorToken(t)
+	d := startDaemon(t, tok, "", "")
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, in    string
+		via, region string // of the last signature
+		extra       []string
+	}{
+		{"encrypted", "inputs/app-100k.bin", "file", "in-place", []string{"-E", vecPath(t, "keys/x25519.pub.pem")}},
+		{"compressed", "inputs/compressible-100k.bin", "message", "", []string{"--compression", "lzma2"}},
+		{"both", "inputs/compressible-100k.bin", "message", "", []string{"-E", vecPath(t, "keys/x25519.pem"), "--compression", "lzma2armthumb"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(dir, tc.name+".bin")
+			args := signArgs(t, append(tc.extra, "-k", standingURI(tok, "ed25519"), vecPath(t, tc.in), out)...)
+			_, errOut, rc := runEnv(t, append(d.env(), EnvTrace+"=1"), dir, args...)
+			require.Zero(t, rc, errOut)
+			tl, ok := parseTrace(errOut)
+			require.True(t, ok, errOut)
+			require.Equal(t, tc.via, tl.via, errOut)
+			require.Equal(t, tc.region, tl.region, errOut)
+
+			img, err := os.ReadFile(out)
+			require.NoError(t, err)
+			l, err := imgcheck.Parse(img)
+			require.NoError(t, err)
+			img = img[:l.End]
+			if l.Flags&signer.FlagEncryptedAES128 != 0 {
+				img, err = imgcheck.Decrypt(img, loadVectorKey(t, vectorsDir, "keys/x25519.pem").Private)
+				require.NoError(t, err)
+			}
+			_, err = signer.Verify(img, loadVectorKey(t, vectorsDir, "keys/ed25519.pem").Public)
+			require.NoError(t, err)
+			body := l.Body(img)
+			if l.Flags&signer.FlagCompressedLZMA2 != 0 {
+				body, err = imgcheck.Decompress(img)
+				require.NoError(t, err)
+			}
+			app, err := os.ReadFile(vecPath(t, tc.in))
+			require.NoError(t, err)
+			require.Equal(t, app, body[:len(app)])
+		})
+	}
 }
