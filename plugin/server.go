@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -91,24 +92,35 @@ func (s *server) SignImage(ctx context.Context, req *pb.SignImageRequest) (*pb.S
 		if err != nil {
 			return nil, err
 		}
-		var unmap func()
-		// Unmapping and closing the file cost up to a tenth of a
-		// millisecond (the last close frees the pages): done after the
+		var release func()
+		// Releasing the region and closing the file cost up to a tenth of
+		// a millisecond (the last close frees the pages): done after the
 		// request, off the client's wait. Nothing holds the region then.
 		defer func() {
 			go func() {
-				if unmap != nil {
-					unmap()
+				if release != nil {
+					release()
 				}
 				f.Close()
 			}()
 		}()
 		in.Read = func(context.Context) ([]byte, error) {
-			b, un, err := fdpass.Map(f, in.Size)
+			if in.Size <= copyRegionMax {
+				// A copy costs less than a mapping up to here
+				// (fdpass BenchmarkReceive).
+				buf := getRegionBuf(int(in.Size))
+				if err := fdpass.ReadInto(f, buf); err != nil {
+					putRegionBuf(buf)
+					return nil, Errorf(codes.InvalidArgument, "the image's memory file: %v", err)
+				}
+				release = func() { putRegionBuf(buf) }
+				return buf, nil
+			}
+			b, unmap, err := fdpass.Map(f, in.Size)
 			if err != nil {
 				return nil, Errorf(codes.InvalidArgument, "the image's memory file: %v", err)
 			}
-			unmap = un
+			release = unmap
 			return b, nil
 		}
 	case int64(len(req.Region)) != in.Size:
@@ -118,6 +130,25 @@ func (s *server) SignImage(ctx context.Context, req *pb.SignImageRequest) (*pb.S
 	}
 	return s.sign(ctx, in, via)
 }
+
+// copyRegionMax is the largest passed region the daemon copies out of its
+// memory file into a reused buffer; larger ones are mapped. On this
+// machine a copy took a tenth of a mapping's time at 64 KiB and two
+// thirds at 4 MiB (mapping, then unmapping, which interrupts the other
+// CPUs to flush their TLBs).
+const copyRegionMax = 4 << 20
+
+// regionBufs holds buffers for copied regions, reused across requests.
+var regionBufs sync.Pool
+
+func getRegionBuf(n int) []byte {
+	if p, ok := regionBufs.Get().(*[]byte); ok && cap(*p) >= n {
+		return (*p)[:n]
+	}
+	return make([]byte, n, (n+64<<10-1)&^(64<<10-1))
+}
+
+func putRegionBuf(b []byte) { regionBufs.Put(&b) }
 
 // passedFile claims the file a request names from its connection.
 func passedFile(ctx context.Context, rf *pb.RegionFile) (*os.File, error) {

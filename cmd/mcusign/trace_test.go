@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/rand"
 	"os"
 	"path/filepath"
 	"strings"
@@ -203,4 +204,34 @@ func TestDaemonEncryptedAndCompressed(t *testing.T) {
 			require.Equal(t, app, body[:len(app)])
 		})
 	}
+}
+
+// An image larger than the daemon copies out of its memory file (it maps
+// it instead) signs like one made in-process, byte for byte (Ed25519),
+// passed in place.
+func TestDaemonSignsLargeImage(t *testing.T) {
+	tok := p11test.NewToken(t)
+	pem, err := filepath.Abs(filepath.Join(vectorsDir, "keys", "ed25519.pem"))
+	require.NoError(t, err)
+	tok.ImportPEM(t, "fw", pem)
+	d := startDaemon(t, tok, "", "")
+	work := t.TempDir()
+	app := filepath.Join(work, "app-6m.bin")
+	data := make([]byte, 6<<20)
+	rand.Read(data)
+	require.NoError(t, os.WriteFile(app, data, 0o644))
+	args := []string{"-v", "1.2.3", "-H", "0x200", "--pad-header", "-S", "0x800000", "--align", "4", app}
+
+	viaDaemon, inProc := filepath.Join(work, "daemon.bin"), filepath.Join(work, "inproc.bin")
+	_, errOut, rc := runEnv(t, append(d.env(), EnvTrace+"=1"), work, append(append([]string{"sign", "-k", standingURI(tok, "fw")}, args...), viaDaemon)...)
+	require.Zero(t, rc, errOut)
+	tl, ok := parseTrace(errOut)
+	require.True(t, ok, errOut)
+	require.Equal(t, "file", tl.via, errOut)
+	require.Equal(t, "in-place", tl.region, errOut)
+	_, errOut, rc = runEnv(t, append(os.Environ(), EnvInProcess+"=1"), work, append(append([]string{"sign", "-k", tok.URI("fw")}, args...), inProc)...)
+	require.Zero(t, rc, errOut)
+	a, _ := os.ReadFile(viaDaemon)
+	b, _ := os.ReadFile(inProc)
+	require.Equal(t, b, a)
 }

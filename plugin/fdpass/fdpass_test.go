@@ -3,6 +3,7 @@ package fdpass
 import (
 	"bytes"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -134,4 +135,72 @@ func TestReadEOF(t *testing.T) {
 	require.NoError(t, client.Close())
 	_, err := server.Read(make([]byte, 8))
 	require.ErrorIs(t, err, io.EOF)
+}
+
+// ReadInto copies exactly a sealed region of the declared size, and
+// refuses what Map refuses.
+func TestReadInto(t *testing.T) {
+	region := make([]byte, 100_000)
+	rand.Read(region)
+	f, err := Seal("region", region)
+	require.NoError(t, err)
+	defer f.Close()
+	buf := make([]byte, len(region))
+	require.NoError(t, ReadInto(f, buf))
+	require.Equal(t, region, buf)
+	require.ErrorIs(t, ReadInto(f, make([]byte, len(region)+1)), ErrNotSealed)
+	require.ErrorIs(t, ReadInto(f, make([]byte, len(region)-1)), ErrNotSealed)
+
+	fd, err := unix.MemfdCreate("unsealed", unix.MFD_CLOEXEC)
+	require.NoError(t, err)
+	u := os.NewFile(uintptr(fd), "unsealed")
+	defer u.Close()
+	_, err = u.Write(region)
+	require.NoError(t, err)
+	require.ErrorIs(t, ReadInto(u, buf), ErrNotSealed)
+}
+
+// BenchmarkReceive compares how the daemon can take a passed region in:
+// mapping it (and unmapping it afterwards) or copying it into a buffer it
+// reuses. Run with -cpu 2 or more: unmapping then interrupts the other
+// CPUs too.
+func BenchmarkReceive(b *testing.B) {
+	for _, size := range []int{64 << 10, 1 << 20, 4 << 20} {
+		region := make([]byte, size)
+		rand.Read(region)
+		f, err := Seal("region", region)
+		require.NoError(b, err)
+		defer f.Close()
+		sum := func(p []byte) (s byte) { // the daemon reads every byte (it hashes them)
+			for i := 0; i < len(p); i += 64 {
+				s += p[i]
+			}
+			return s
+		}
+		b.Run(fmt.Sprintf("size=%dKiB/how=map", size>>10), func(b *testing.B) {
+			b.SetBytes(int64(size))
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					data, unmap, err := Map(f, int64(size))
+					if err != nil {
+						b.Fatal(err)
+					}
+					sum(data)
+					unmap()
+				}
+			})
+		})
+		b.Run(fmt.Sprintf("size=%dKiB/how=read", size>>10), func(b *testing.B) {
+			b.SetBytes(int64(size))
+			b.RunParallel(func(pb *testing.PB) {
+				buf := make([]byte, size)
+				for pb.Next() {
+					if err := ReadInto(f, buf); err != nil {
+						b.Fatal(err)
+					}
+					sum(buf)
+				}
+			})
+		})
+	}
 }
