@@ -322,12 +322,16 @@ func median(ds []time.Duration) time.Duration {
 // mcusignd (key=daemon) and with the same key as a PEM file (key=file, the
 // baseline). ns/op is the wall time of the whole command; with
 // MCUSIGN_TRACE=1 mcusign reports its phases, whose medians are reported
-// in ms: start (exec to main), connect (descriptor, dial, attach) and lookup
-// (the key's public half: RPC or PEM parse), both while the input is read,
-// read, key-wait (the wait for the key after the read), hash (layout and hashing
-// before the signature), sign (the HSM's time, as the daemon measured it),
-// audit (the wait for the record's fsync after the token's signature), rpc (the rest of the signing call:
-// upload, the daemon's parse and hash, replies), verify, write, exit.
+// in ms: start (exec to main), connect (descriptor, dial; the gRPC
+// connection is then made in the background) and lookup (the key's public
+// half: from the descriptor, an RPC, or a PEM parse), both while the input
+// is read, read, key-wait (the wait for the key after the read), hash
+// (layout and hashing before the signature), sign (the HSM's time, as the
+// daemon measured it), audit (the wait for the record's fsync after the
+// token's signature), rpc (the rest of the signing call: waiting for the
+// connection, the daemon's parse and hash, replies), verify, write, exit.
+// The daemon publishes the key at the first command, so the others take
+// it from the descriptor, as a build's commands do.
 func BenchmarkSignCommand(b *testing.B) {
 	tok := benchToken(b)
 	d := startDaemon(b, tok, "", "")
