@@ -378,7 +378,6 @@ func serveStanding(f *serveFlags, stderr io.Writer) error {
 	}
 	desc := &descriptorFile{dir: dir, mode: descMode, gid: gid, logf: lg.logf}
 	svc, err := daemon.New(daemon.Config{
-		Publish: desc.publish,
 		Mode:    daemon.Standing,
 		Version: Version,
 		Backend: daemon.PKCS11{Options: pinOptions(pin, func(m string) { lg.logf("warning: %s", m) })},
@@ -393,6 +392,7 @@ func serveStanding(f *serveFlags, stderr io.Writer) error {
 		AllowKeygen:    f.allowKeygen,
 		HoldSign:       f.testHoldSign,
 		Logf:           lg.logf,
+		Publish:        desc.publish,
 	})
 	if err != nil {
 		return usageError{err}
