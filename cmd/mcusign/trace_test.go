@@ -24,16 +24,11 @@ import (
 // and built in, not a copy (a HEX input is decoded into other memory, so
 // its region is copied). It never shows the PIN (runEnv checks).
 func TestTrace(t *testing.T) {
-	tok := p11test.NewToken(t)
-	pem, err := filepath.Abs(filepath.Join(vectorsDir, "keys", "ed25519.pem"))
-	require.NoError(t, err)
-	tok.ImportPEM(t, "fw", pem)
-	d := startDaemon(t, tok, "", "")
-	work := t.TempDir()
+	tok, d, work := fwDaemon(t)
+	pem := vecPath(t, "keys/ed25519.pem")
 
 	daemonPhases := []string{"read", "connect", "lookup", "hash", "upload", "check", "sign", "audit", "rpc", "verify", "write"}
-	hexApp, err := filepath.Abs(filepath.Join(vectorsDir, "inputs", "app-100k@0x08020200.hex"))
-	require.NoError(t, err)
+	hexApp := vecPath(t, "inputs/app-100k@0x08020200.hex")
 	for _, tc := range []struct {
 		name, key, in string
 		env           []string
@@ -83,12 +78,7 @@ func TestTrace(t *testing.T) {
 // command fails with one line and leaves no output, and the next command
 // asks again and signs.
 func TestPublishedKey(t *testing.T) {
-	tok := p11test.NewToken(t)
-	pem, err := filepath.Abs(filepath.Join(vectorsDir, "keys", "ed25519.pem"))
-	require.NoError(t, err)
-	tok.ImportPEM(t, "fw", pem)
-	d := startDaemon(t, tok, "", "")
-	work := t.TempDir()
+	tok, d, work := fwDaemon(t)
 	uri := standingURI(tok, "fw")
 	env := append(d.env(), EnvTrace+"=1")
 	sign := func(out string) (*traceLine, string, int) {
@@ -210,12 +200,7 @@ func TestDaemonEncryptedAndCompressed(t *testing.T) {
 // it instead) signs like one made in-process, byte for byte (Ed25519),
 // passed in place.
 func TestDaemonSignsLargeImage(t *testing.T) {
-	tok := p11test.NewToken(t)
-	pem, err := filepath.Abs(filepath.Join(vectorsDir, "keys", "ed25519.pem"))
-	require.NoError(t, err)
-	tok.ImportPEM(t, "fw", pem)
-	d := startDaemon(t, tok, "", "")
-	work := t.TempDir()
+	tok, d, work := fwDaemon(t)
 	app := filepath.Join(work, "app-6m.bin")
 	data := make([]byte, 6<<20)
 	rand.Read(data)
@@ -234,4 +219,13 @@ func TestDaemonSignsLargeImage(t *testing.T) {
 	a, _ := os.ReadFile(viaDaemon)
 	b, _ := os.ReadFile(inProc)
 	require.Equal(t, b, a)
+}
+
+// fwDaemon is a standing daemon on a fresh token that holds the Ed25519
+// vector key as "fw" (deterministic signatures: images compare byte for
+// byte), and a work directory.
+func fwDaemon(t *testing.T) (*p11test.Token, *daemonProc, string) {
+	tok := p11test.NewToken(t)
+	tok.ImportPEM(t, "fw", vecPath(t, "keys/ed25519.pem"))
+	return tok, startDaemon(t, tok, "", ""), t.TempDir()
 }
