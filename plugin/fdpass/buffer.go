@@ -19,7 +19,7 @@ import (
 // makes it a private copy-on-write mapping of the same pages (F_SEAL_WRITE
 // allows no shared writable mapping), cuts the file to the region and
 // seals it: the process goes on writing its memory (the TLVs behind the
-// region, in place) while the file the daemon maps cannot change.
+// region, in place) while the file the daemon reads cannot change.
 type Buffer struct {
 	f      *os.File
 	mem    []byte // the whole mapping, in pages

@@ -1,9 +1,11 @@
 // Package fdpass moves an image region from mcusign to mcusignd without
 // copying it through the RPC: the client puts the region in a sealed
 // memory file (memfd) and passes the open file alongside the gRPC bytes of
-// the same unix socket connection (SCM_RIGHTS); the daemon maps it
-// read-only. The seals guarantee that the bytes the daemon hashes and signs
-// cannot change under it.
+// the same unix socket connection (SCM_RIGHTS); the daemon copies it
+// (ReadInto) or maps it read-only (Map). The seals guarantee that the
+// bytes the daemon hashes and signs cannot change under it. A Buffer lets
+// the client build the region in the memory file itself and seal it in
+// place, without a copy.
 //
 // Conn wraps a connection on both ends: on the client, Attach queues a file
 // to travel with the next bytes written; on the server, every file that
