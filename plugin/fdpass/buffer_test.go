@@ -142,3 +142,22 @@ func TestBufferReader(t *testing.T) {
 	_, err = r.Read(b.Bytes()[:1])
 	require.Equal(t, io.EOF, err)
 }
+
+// A source the kernel cannot copy from (a pipe) is read as usual.
+func TestBufferReaderFallsBack(t *testing.T) {
+	pr, pw, err := os.Pipe()
+	require.NoError(t, err)
+	defer pr.Close()
+	src := make([]byte, 2*pageSize+5)
+	rand.Read(src)
+	go func() { pw.Write(src); pw.Close() }()
+	b, err := NewBuffer("region", len(src)+100)
+	require.NoError(t, err)
+	defer b.Close()
+	r := b.Reader(pr).(*bufferReader)
+	dst := b.Bytes()[100:]
+	_, err = io.ReadFull(r, dst)
+	require.NoError(t, err)
+	require.True(t, r.noKcopy)
+	require.Equal(t, src, dst)
+}
