@@ -264,13 +264,12 @@ func rawSign(b *testing.B, tok *p11test.Token, kt signer.KeyType, c int, digest 
 }
 
 // traceLine is one MCUSIGN_TRACE=1 line: phase durations, the wall
-// clock at which mcusign's main package started (t0, unix ns), how the
-// image reached a daemon (via, and region for a file), and the peak RSS
-// in bytes.
+// clock at which mcusign's main package started (t0, unix ns), the facts
+// (key, via, region: every name=word that is not a duration), and the
+// peak RSS in bytes.
 type traceLine struct {
 	t0, peakRSS int64
-	via, region string
-	facts       map[string]string // every name=word that is not a duration
+	facts       map[string]string
 	phases      map[string]time.Duration
 }
 
@@ -289,12 +288,6 @@ func parseTrace(stderr string) (*traceLine, bool) {
 				continue
 			case "peak-rss":
 				tl.peakRSS, _ = strconv.ParseInt(v, 10, 64)
-				continue
-			case "via":
-				tl.via = v
-				continue
-			case "region":
-				tl.region = v
 				continue
 			}
 			if d, err := time.ParseDuration(v); err == nil {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/mcusign/mcusign/plugin/fdpass"
 	"github.com/mcusign/mcusign/signer"
 	"github.com/mcusign/mcusign/signer/ihex"
 )
@@ -37,39 +38,43 @@ func readImage(path string) (data []byte, base *uint32, err error) {
 }
 
 // readApp reads a binary input file into an App laid out for opts: the one
-// buffer its image is built in, with no copy in between. alloc, if not
-// nil, provides that buffer (zeroed, of the size asked for) and the reader
-// of f that fills it, or nil for ordinary memory.
-func readApp(path string, opts signer.Options, alloc func(size int, f *os.File) ([]byte, io.Reader)) (*signer.App, error) {
+// buffer its image is built in, with no copy in between. With toDaemon,
+// that buffer is a memory file (the kernel copies the input in) that a
+// daemon's key passes as it is, sealed (plugin.WithRegionBuffer); the
+// caller closes it when done with the image. Where there is no memory
+// file to be had, region is nil and the App is in ordinary memory.
+func readApp(path string, opts signer.Options, toDaemon bool) (app *signer.App, region *fdpass.Buffer, err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, usagef("input file %s not found", path)
+			return nil, nil, usagef("input file %s not found", path)
 		}
-		return nil, fmt.Errorf("cannot read %s: %w", path, err)
+		return nil, nil, fmt.Errorf("cannot read %s: %w", path, err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("cannot read %s: %w", path, err)
+		return nil, nil, fmt.Errorf("cannot read %s: %w", path, err)
 	}
 	if !st.Mode().IsRegular() { // a pipe, a device: its size is unknown
 		raw, err := io.ReadAll(f)
 		if err != nil {
-			return nil, fmt.Errorf("cannot read %s: %w", path, err)
+			return nil, nil, fmt.Errorf("cannot read %s: %w", path, err)
 		}
 		a := signer.NewApp(len(raw), opts)
 		copy(a.Bytes(), raw)
-		return a, nil
+		return a, nil, nil
 	}
 	var mem []byte
 	var r io.Reader = f
-	if alloc != nil && st.Size() <= 1<<40 {
-		mem, r = alloc(signer.AppSize(int(st.Size()), opts), f)
+	if toDaemon && st.Size() <= 1<<40 {
+		if region, err = fdpass.NewBuffer("mcusign-image", signer.AppSize(int(st.Size()), opts)); err == nil {
+			mem, r = region.Bytes(), region.Reader(f)
+		} // else: ordinary memory, and a copy when signing
 	}
-	a, err := signer.ReadAppInto(mem, r, st.Size(), opts)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read %s: %w", path, err)
+	if app, err = signer.ReadAppInto(mem, r, st.Size(), opts); err != nil {
+		region.Close()
+		return nil, nil, fmt.Errorf("cannot read %s: %w", path, err)
 	}
-	return a, nil
+	return app, region, nil
 }

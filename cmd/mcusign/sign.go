@@ -66,7 +66,11 @@ image is unsigned (hash only). Numbers may be decimal or 0x/0o/0b prefixed.
 
 The output is byte-for-byte what imgtool 2.4.0 writes for the same
 arguments. Unlike imgtool, a --fix-sig signature that does not verify is
-refused, and no output file is left behind on any error.`,
+refused, and no output file is left behind on any error.
+
+MCUSIGN_TRACE=1 prints, as one line on stderr, where the command's time
+went (reading, connecting, hashing, the daemon's and the token's share)
+and how the image reached mcusignd; see docs/performance.md.`,
 		Example: `  # Zephyr app built with MCUboot (header already reserved in zephyr.bin):
   mcusign sign -k key.pem --version 1.2.3+4 --header-size 0x200 --align 4 \
       --slot-size 0x32000 zephyr/zephyr.bin zephyr/zephyr.signed.bin
@@ -332,26 +336,15 @@ func (e *env) sign(cmd *cobra.Command, f *signFlags, infile, outfile string) err
 	var data []byte
 	var base *uint32
 	var region *fdpass.Buffer
-	defer func() { region.Close() }()
 	if isHex(infile) {
 		data, base, err = readImage(infile)
 	} else {
-		var alloc func(int, *os.File) ([]byte, io.Reader)
-		if overlap && !inProcess() {
-			alloc = func(size int, f *os.File) ([]byte, io.Reader) {
-				b, err := fdpass.NewBuffer("mcusign-image", size)
-				if err != nil {
-					return nil, f // ordinary memory, and a copy when signing
-				}
-				region = b
-				return b.Bytes(), b.Reader(f)
-			}
-		}
-		app, err = readApp(infile, opts, alloc)
+		app, region, err = readApp(infile, opts, overlap && !inProcess())
 	}
 	if err != nil {
 		return err
 	}
+	defer region.Close()
 	trace.since("read", t)
 	if overlap {
 		t = time.Now()

@@ -61,8 +61,8 @@ func TestTrace(t *testing.T) {
 			for _, p := range append(tc.phases, "total") {
 				require.Contains(t, tl.phases, p, errOut)
 			}
-			require.Equal(t, tc.via, tl.via, errOut)
-			require.Equal(t, tc.region, tl.region, errOut)
+			require.Equal(t, tc.via, tl.facts["via"], errOut)
+			require.Equal(t, tc.region, tl.facts["region"], errOut)
 			a, _ := os.ReadFile(plain)
 			b, _ := os.ReadFile(out)
 			require.Equal(t, a, b, "tracing changed the image (Ed25519 signatures are deterministic)")
@@ -170,8 +170,8 @@ func TestDaemonEncryptedAndCompressed(t *testing.T) {
 			require.Zero(t, rc, errOut)
 			tl, ok := parseTrace(errOut)
 			require.True(t, ok, errOut)
-			require.Equal(t, tc.via, tl.via, errOut)
-			require.Equal(t, tc.region, tl.region, errOut)
+			require.Equal(t, tc.via, tl.facts["via"], errOut)
+			require.Equal(t, tc.region, tl.facts["region"], errOut)
 
 			img, err := os.ReadFile(out)
 			require.NoError(t, err)
@@ -212,8 +212,8 @@ func TestDaemonSignsLargeImage(t *testing.T) {
 	require.Zero(t, rc, errOut)
 	tl, ok := parseTrace(errOut)
 	require.True(t, ok, errOut)
-	require.Equal(t, "file", tl.via, errOut)
-	require.Equal(t, "in-place", tl.region, errOut)
+	require.Equal(t, "file", tl.facts["via"], errOut)
+	require.Equal(t, "in-place", tl.facts["region"], errOut)
 	_, errOut, rc = runEnv(t, append(os.Environ(), EnvInProcess+"=1"), work, append(append([]string{"sign", "-k", tok.URI("fw")}, args...), inProc)...)
 	require.Zero(t, rc, errOut)
 	a, _ := os.ReadFile(viaDaemon)
