@@ -614,6 +614,7 @@ func TestDaemonAccessControl(t *testing.T) {
 			require.NoError(t, err)
 			_, err = c.Status(context.Background())
 			require.NoError(t, err)
+			require.NoError(t, c.Ping(context.Background()), "the health check a standing daemon serves")
 			c.Close()
 		}
 		out := filepath.Join(work, "after-shutdown.bin")

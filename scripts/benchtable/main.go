@@ -174,11 +174,11 @@ func main() {
 			tf, tok := res.get(base+"daemon-tmpfs", "sig/s")
 			rc, rcok := res.get(base+"raw", "cpu-µs/op")
 			dc, dcok := res.get(base+"daemon", "cpu-µs/op")
-			trips, pok := res.get(base+"lookup", "trips/s")
-			pc, pcok := res.get(base+"lookup", "cpu-µs/op")
+			trips, pok := res.get(base+"trip", "trips/s")
+			pc, pcok := res.get(base+"trip", "cpu-µs/op")
 			q, qok := res.ratio(base+"daemon", base+"raw", "sig/s")
 			tq, tqok := res.ratio(base+"daemon-tmpfs", base+"raw", "sig/s")
-			ceil, cok := res.ceiling(base+"raw", base+"lookup")
+			ceil, cok := res.ceiling(base+"raw", base+"trip")
 			target := ""
 			if c == "2" && qok {
 				t := rateTarget[k]

@@ -10,10 +10,10 @@ import (
 const twoRounds = `
 goos: linux
 BenchmarkSignRate/key=rsa-2048/c=2/path=raw-2      1000  961724 ns/op  1810 cpu-µs/op  1000 sig/s
-BenchmarkSignRate/key=rsa-2048/c=2/path=lookup-2   5000  198080 ns/op   275 cpu-µs/op  4000 trips/s
+BenchmarkSignRate/key=rsa-2048/c=2/path=trip-2   5000  198080 ns/op   275 cpu-µs/op  4000 trips/s
 BenchmarkSignRate/key=rsa-2048/c=2/path=daemon-2    450 2250674 ns/op  3236 cpu-µs/op   400 sig/s
 BenchmarkSignRate/key=rsa-2048/c=2/path=raw-2      1000  961724 ns/op  1810 cpu-µs/op  800 sig/s
-BenchmarkSignRate/key=rsa-2048/c=2/path=lookup-2   5000  198080 ns/op   275 cpu-µs/op  8000 trips/s
+BenchmarkSignRate/key=rsa-2048/c=2/path=trip-2   5000  198080 ns/op   275 cpu-µs/op  8000 trips/s
 BenchmarkSignRate/key=rsa-2048/c=2/path=daemon-2    450 2250674 ns/op  3236 cpu-µs/op   600 sig/s
 `
 
@@ -36,7 +36,7 @@ func TestRatiosAndCeiling(t *testing.T) {
 	q, ok := res.ratio(base+"daemon", base+"raw", "sig/s")
 	near("daemon/raw", q, (0.4+0.75)/2, ok)
 	// Per round: 1/(1+1000/4000) = 0.8 and 1/(1+800/8000) = 10/11.
-	c, ok := res.ceiling(base+"raw", base+"lookup")
+	c, ok := res.ceiling(base+"raw", base+"trip")
 	near("ceiling", c, (0.8+10.0/11)/2, ok)
 	if _, ok := res.ceiling(base+"raw", base+"missing"); ok {
 		t.Error("a ceiling without round trips measured")
