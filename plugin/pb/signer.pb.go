@@ -148,7 +148,8 @@ type SignStart struct {
 	Digest []byte `protobuf:"bytes,5,opt,name=digest,proto3" json:"digest,omitempty"`
 	// Optional: the fingerprint ("sha256:<hex>") of the key the client built
 	// the image for (its KEYHASH, its hash algorithm). The daemon refuses the
-	// request, before signing, when the key the URI selects has another.
+	// request, before signing, when the key the URI selects has another, and
+	// any value not of that form.
 	KeyFingerprint string `protobuf:"bytes,6,opt,name=key_fingerprint,json=keyFingerprint,proto3" json:"key_fingerprint,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache

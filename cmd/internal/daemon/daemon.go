@@ -342,6 +342,20 @@ func Fingerprint(pub crypto.PublicKey) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
+// isFingerprint reports whether s has Fingerprint's form.
+func isFingerprint(s string) bool {
+	h, ok := strings.CutPrefix(s, "sha256:")
+	if !ok || len(h) != 2*sha256.Size {
+		return false
+	}
+	for _, c := range h {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 func keyInfo(k *pkcs11key.KeyInfo) plugin.KeyInfo {
 	out := plugin.KeyInfo{
 		Type: k.Type, Algorithm: k.Algorithm, Label: k.Label, ID: k.ID, Token: k.Token,
@@ -525,6 +539,11 @@ func (s *Service) sign(ctx context.Context, in plugin.SignInput, rec *audit.Reco
 	}
 	if in.Size <= 0 {
 		return nil, plugin.Errorf(codes.InvalidArgument, "empty sign request: no image bytes were declared")
+	}
+	if in.KeyFingerprint != "" && !isFingerprint(in.KeyFingerprint) {
+		// Checked here, not only compared: the refusal of a mismatch
+		// quotes it to the user and the audit trail.
+		return nil, plugin.Errorf(codes.InvalidArgument, "malformed key fingerprint in the sign request (want sha256: and 64 lowercase hex digits); this client does not speak mcusignd's protocol, use the matching mcusign")
 	}
 	if in.Size > s.cfg.MaxImageSize {
 		return nil, plugin.Errorf(codes.InvalidArgument, "image of %d bytes exceeds this mcusignd's limit of %d bytes; raise --max-image-size if the image is right", in.Size, s.cfg.MaxImageSize)

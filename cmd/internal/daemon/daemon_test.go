@@ -519,6 +519,18 @@ func TestPublishedKeys(t *testing.T) {
 	require.Len(t, recs, 2)
 	require.Contains(t, recs[1], `"result":"refused"`)
 	require.Empty(t, <-lists, "the key stays published")
+
+	// A fingerprint that is not one is refused as such, on one line that
+	// does not repeat it (the client sent it; the refusal of a mismatch
+	// quotes what it compares).
+	for _, bad := range []string{"sha256:x\nforged line", "sha256:" + strings.Repeat("A", 64), "md5:" + strings.Repeat("0", 32), ki.Fingerprint + "0"} {
+		in.KeyFingerprint = bad
+		_, err = f.svc.Sign(ctx, in)
+		require.Equal(t, codes.InvalidArgument, statusCode(err), "%q: %v", bad, err)
+		require.ErrorContains(t, err, "malformed key fingerprint")
+		require.NotContains(t, err.Error(), "forged")
+	}
+	require.Equal(t, 1, cb.total)
 }
 
 // A descriptor lists at most MaxPublishedKeys keys.

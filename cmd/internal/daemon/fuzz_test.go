@@ -70,7 +70,8 @@ func pinValueOnly(uri string) bool {
 // a to-be-signed region, declared with their size, and only with its audit
 // record written (the response names it); every request the service sees
 // leaves exactly one record; every refusal carries a specific gRPC code and
-// one line; a pin-value never reaches an error or the audit log.
+// one line; a pin-value never reaches an error or the audit log; an image
+// built for another key (SignStart.key_fingerprint) is never signed.
 func FuzzSignRequest(f *testing.F) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	backend := &fakeBackend{keys: map[string]crypto.Signer{"fw": key}}
@@ -107,21 +108,25 @@ func FuzzSignRequest(f *testing.F) {
 		f.Fatal(err)
 	}
 	big := img.Bytes
-	//         uri, hash, pure, sizeDelta, digestMode, region, chunk, restart, noStart
-	f.Add("pkcs11:object=fw", uint8(1), false, int64(0), uint8(0), good, uint16(100), false, false)
-	f.Add("pkcs11:token=t;object=fw", uint8(3), false, int64(0), uint8(1), big, uint16(0xffff), false, false)
-	f.Add("pkcs11:object=fw", uint8(2), true, int64(0), uint8(0), good, uint16(7), false, false)
-	f.Add("pkcs11:object=fw", uint8(1), false, int64(1), uint8(0), good, uint16(100), false, false)
-	f.Add("pkcs11:object=fw", uint8(1), false, int64(-1), uint8(0), good, uint16(100), false, false)
-	f.Add("pkcs11:object=fw", uint8(1), false, int64(-1<<40), uint8(0), good, uint16(100), false, false)
-	f.Add("pkcs11:object=fw", uint8(0), false, int64(0), uint8(2), good, uint16(100), true, false)
-	f.Add("pkcs11:object=fw", uint8(1), false, int64(0), uint8(0), good, uint16(100), false, true)
-	f.Add("pkcs11:object=fw?pin-value="+fuzzMarker, uint8(1), false, int64(0), uint8(0), good, uint16(100), false, false)
-	f.Add("pkcs11:object=fw;bad=1?pin-value="+fuzzMarker, uint8(1), false, int64(0), uint8(0), good, uint16(100), false, false)
-	f.Add("pkcs11:token=other;object=fw?module-path=/tmp/x.so", uint8(1), false, int64(0), uint8(0), []byte{0x3d, 0xb8, 0xf3, 0x96}, uint16(1), false, false)
+	//         uri, hash, pure, sizeDelta, digestMode, region, chunk, restart, noStart, fpMode, fp
+	f.Add("pkcs11:object=fw", uint8(1), false, int64(0), uint8(0), good, uint16(100), false, false, uint8(0), "")
+	f.Add("pkcs11:token=t;object=fw", uint8(3), false, int64(0), uint8(1), big, uint16(0xffff), false, false, uint8(0), "")
+	f.Add("pkcs11:object=fw", uint8(2), true, int64(0), uint8(0), good, uint16(7), false, false, uint8(0), "")
+	f.Add("pkcs11:object=fw", uint8(1), false, int64(1), uint8(0), good, uint16(100), false, false, uint8(0), "")
+	f.Add("pkcs11:object=fw", uint8(1), false, int64(-1), uint8(0), good, uint16(100), false, false, uint8(0), "")
+	f.Add("pkcs11:object=fw", uint8(1), false, int64(-1<<40), uint8(0), good, uint16(100), false, false, uint8(0), "")
+	f.Add("pkcs11:object=fw", uint8(0), false, int64(0), uint8(2), good, uint16(100), true, false, uint8(0), "")
+	f.Add("pkcs11:object=fw", uint8(1), false, int64(0), uint8(0), good, uint16(100), false, true, uint8(0), "")
+	f.Add("pkcs11:object=fw?pin-value="+fuzzMarker, uint8(1), false, int64(0), uint8(0), good, uint16(100), false, false, uint8(0), "")
+	f.Add("pkcs11:object=fw;bad=1?pin-value="+fuzzMarker, uint8(1), false, int64(0), uint8(0), good, uint16(100), false, false, uint8(0), "")
+	f.Add("pkcs11:token=other;object=fw?module-path=/tmp/x.so", uint8(1), false, int64(0), uint8(0), []byte{0x3d, 0xb8, 0xf3, 0x96}, uint16(1), false, false, uint8(0), "")
+	f.Add("pkcs11:object=fw", uint8(1), false, int64(0), uint8(0), good, uint16(100), false, false, uint8(1), "")
+	f.Add("pkcs11:object=fw", uint8(1), false, int64(0), uint8(0), good, uint16(100), false, false, uint8(2), "sha256:"+strings.Repeat("0", 64))
+	f.Add("pkcs11:object=fw", uint8(1), false, int64(0), uint8(0), good, uint16(100), false, false, uint8(2), "sha256:x\nforged line")
 
 	hashes := []crypto.Hash{crypto.SHA256, crypto.SHA384, crypto.SHA512}
-	f.Fuzz(func(t *testing.T, uri string, hash uint8, pure bool, sizeDelta int64, digestMode uint8, region []byte, chunk uint16, restart, noStart bool) {
+	keyFP := Fingerprint(key.Public())
+	f.Fuzz(func(t *testing.T, uri string, hash uint8, pure bool, sizeDelta int64, digestMode uint8, region []byte, chunk uint16, restart, noStart bool, fpMode uint8, fp string) {
 		backend.uris = backend.uris[:0]
 		if seq, _ := alog.Head(); seq%500 == 0 && seq > 0 { // keep the log small; the chain continues
 			if err := os.Remove(logPath); err != nil {
@@ -133,6 +138,12 @@ func FuzzSignRequest(f *testing.F) {
 		}
 		pbHash := pb.HashAlgorithm(hash % 5)
 		start := &pb.SignStart{KeyUri: uri, Hash: pbHash, Pure: pure, Size: uint64(int64(len(region)) + sizeDelta)}
+		switch fpMode % 3 { // none, the key's, any string
+		case 1:
+			start.KeyFingerprint = keyFP
+		case 2:
+			start.KeyFingerprint = fp
+		}
 		if h := int(pbHash) - 1; h >= 0 && h < len(hashes) {
 			switch digestMode % 3 {
 			case 0:
@@ -173,6 +184,9 @@ func FuzzSignRequest(f *testing.F) {
 			r, perr := signer.ParseSignedRegion(region)
 			if noStart || perr != nil || r.Size() != len(region) || start.Size != uint64(len(region)) {
 				t.Fatalf("signed %d bytes declared as %d that are not exactly a region: %v", len(region), start.Size, perr)
+			}
+			if start.KeyFingerprint != "" && start.KeyFingerprint != keyFP {
+				t.Fatalf("signed an image built for key %q with key %s", start.KeyFingerprint, keyFP)
 			}
 			h := hashes[pbHash-1]
 			d := h.New()
