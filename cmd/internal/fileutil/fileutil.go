@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -25,9 +26,17 @@ func Stage(path string, data []byte, perm os.FileMode) (*Pending, error) {
 // StageFrom is Stage with the content written by src, so that a large
 // output need not exist in memory as one slice.
 func StageFrom(path string, src io.WriterTo, perm os.FileMode) (*Pending, error) {
+	// Checked first: the rename would fail only after the whole output
+	// was written, and with a message naming the temporary file.
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("cannot write %s: it is a directory; name the file to write", path)
+	}
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("cannot write %s: directory %s does not exist; create it first", path, dir)
+		}
 		return nil, fmt.Errorf("cannot write %s: %w", path, unwrapPath(err))
 	}
 	p := &Pending{tmp: f.Name(), path: path}
@@ -103,12 +112,16 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	return WriteAll(map[string][]byte{path: data}, perm)
 }
 
-// unwrapPath drops the temporary name from *PathError messages so errors
-// name the file the user asked for.
+// unwrapPath drops the temporary name from *PathError and *LinkError
+// messages so errors name the file the user asked for.
 func unwrapPath(err error) error {
 	var pe *os.PathError
 	if errors.As(err, &pe) {
 		return pe.Err
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return le.Err
 	}
 	return err
 }
