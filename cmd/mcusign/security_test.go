@@ -8,6 +8,7 @@ package main
 // getpriv refusing token keys (TestGetpriv).
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -17,8 +18,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/miekg/pkcs11"
 	"github.com/stretchr/testify/require"
@@ -80,6 +83,46 @@ func TestDaemonFileModes(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, string(out), "is readable by other users (mode 0644); chmod 0600 it")
 	require.NotContains(t, string(out), tok.PIN)
+}
+
+// Limits that allow nothing are refused before the PIN is read or the
+// token asked, with the fix, not taken for the default (--max-concurrent
+// 0 or below) or reported as a login that timed out (--request-timeout 0).
+func TestDaemonRefusesBadLimits(t *testing.T) {
+	tok := p11test.NewToken(t)
+	for _, c := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--max-concurrent", "0"}, "--max-concurrent 0 allows no token operation; use 1 to 16"},
+		{[]string{"--max-concurrent", "-1"}, "--max-concurrent -1 allows no token operation"},
+		{[]string{"--max-concurrent", "17"}, "use at most 16"},
+		{[]string{"--request-timeout", "0s"}, "--request-timeout 0s is not a positive duration; use e.g. 30s or 2m"},
+		{[]string{"--request-timeout", "-1m"}, "--request-timeout -1m0s is not a positive duration"},
+		{[]string{"--max-image-size", "0"}, "is not a size"},
+	} {
+		t.Run(strings.Join(c.flags, " "), func(t *testing.T) {
+			sock := filepath.Join(t.TempDir(), "s")
+			args := append([]string{"serve", "--pin-file", tok.PINFile, "--token", tok.Label, "--socket-dir", sock,
+				"--audit-log", filepath.Join(t.TempDir(), "a.jsonl")}, c.flags...)
+			cmd := exec.Command(mcusigndBin, args...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			done := make(chan error, 1)
+			require.NoError(t, cmd.Start())
+			go func() { done <- cmd.Wait() }()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				_ = cmd.Process.Kill()
+				t.Fatalf("mcusignd served with %v:\n%s", c.flags, stderr.String())
+			}
+			require.Equal(t, 2, cmd.ProcessState.ExitCode(), stderr.String())
+			require.Equal(t, 1, strings.Count(stderr.String(), "\n"), "one line: %q", stderr.String())
+			require.Contains(t, stderr.String(), c.want)
+			require.NoDirExists(t, sock, "no socket for a daemon that refused to start")
+		})
+	}
 }
 
 // Requests mcusign never sends, straight to the daemon's gRPC socket: each

@@ -67,6 +67,18 @@ the descriptor and exit; SIGHUP reopens the audit log (after rotation).`,
       --socket-dir /run/mcusign --group signers --audit-log /var/log/mcusign/audit.jsonl`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Before the PIN is read or the token asked: a nonsense limit
+			// must not quietly become the default, nor fail as a login
+			// that timed out.
+			if f.requestTimeout <= 0 {
+				return usagef("--request-timeout %s is not a positive duration; use e.g. 30s or 2m", f.requestTimeout)
+			}
+			switch n := pkcs11key.SessionPoolSize; {
+			case f.maxConcurrent < 1:
+				return usagef("--max-concurrent %d allows no token operation; use 1 to %d", f.maxConcurrent, n)
+			case f.maxConcurrent > n:
+				return usagef("--max-concurrent %d exceeds the %d PKCS#11 sessions mcusignd keeps per token; use at most %d", f.maxConcurrent, n, n)
+			}
 			if f.onDemand {
 				return serveOnDemand(f, stderr)
 			}
