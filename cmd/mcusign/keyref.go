@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 
 	"golang.org/x/term"
 
@@ -53,6 +54,9 @@ func (e *env) openKey(ref string, needPrivate bool) (*keyRef, error) {
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, usagef("key file %s not found: check the path (relative paths are relative to the current directory)", ref)
+		}
+		if errors.Is(err, syscall.EISDIR) {
+			return nil, usagef("key file %s is a directory: name the PEM file in it, or give a pkcs11: URI", ref)
 		}
 		if errors.Is(err, filekey.ErrPasswordRequired) {
 			return nil, usageError{err}

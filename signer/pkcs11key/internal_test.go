@@ -123,7 +123,7 @@ func TestPINFiles(t *testing.T) {
 	require.NoError(t, os.WriteFile(empty, []byte("\n"), 0o600))
 	_, err := readPINSource(empty, EnvPINFile)
 	require.ErrorIs(t, err, ErrNoPIN)
-	require.ErrorContains(t, err, "the PIN file "+empty+" given by MCUSIGN_PIN_FILE is empty")
+	require.ErrorContains(t, err, "the PIN file "+empty+" given by MCUSIGN_PIN_FILE is empty; write the token's user PIN into it (mode 0600)")
 
 	big := filepath.Join(dir, "big")
 	require.NoError(t, os.WriteFile(big, make([]byte, 5000), 0o600))

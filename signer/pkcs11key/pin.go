@@ -81,7 +81,7 @@ func readPINSource(src, from string) (secret, error) {
 		pin = strings.TrimSuffix(pin, "\n")
 	}
 	if pin == "" {
-		return "", kindErr(ErrNoPIN, "the PIN file %s given by %s is empty", path, from)
+		return "", kindErr(ErrNoPIN, "the PIN file %s given by %s is empty; write the token's user PIN into it (mode 0600)", path, from)
 	}
 	return secret(pin), nil
 }

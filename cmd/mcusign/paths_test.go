@@ -52,3 +52,29 @@ func TestOutputPathErrors(t *testing.T) {
 		})
 	}
 }
+
+// A -k that names no key file says which mistake it is and what to give.
+func TestKeyPathErrors(t *testing.T) {
+	work := t.TempDir()
+	app := filepath.Join(work, "app.bin")
+	require.NoError(t, os.WriteFile(app, make([]byte, 3000), 0o644))
+	for _, c := range []struct {
+		name, key, want string
+	}{
+		{"a directory", work, "key file " + work + " is a directory: name the PEM file in it, or give a pkcs11: URI"},
+		{"missing", filepath.Join(work, "nokey.pem"), "not found: check the path"},
+	} {
+		for _, args := range [][]string{
+			{"sign", "-k", c.key, "-v", "1.2.3", "-H", "0x200", "--pad-header", "-S", "0x4000", app, filepath.Join(work, "out.bin")},
+			{"getpub", "-k", c.key},
+		} {
+			t.Run(c.name+"/"+args[0], func(t *testing.T) {
+				_, errOut, rc := mcusign(t, work, args...)
+				require.Equal(t, 2, rc, errOut)
+				require.Equal(t, 1, strings.Count(errOut, "\n"), "one line: %q", errOut)
+				require.Contains(t, errOut, c.want)
+				require.NoFileExists(t, filepath.Join(work, "out.bin"))
+			})
+		}
+	}
+}
