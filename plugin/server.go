@@ -237,6 +237,13 @@ func receive(ctx context.Context, stream pb.Signer_SignServer, size int64) ([]by
 				return
 			}
 			if err != nil {
+				// A stream that ended on its own context reports that
+				// context's error, so the service sees the client went away
+				// (or its deadline) even in the moment before the
+				// cancellation reaches the handler's derived ctx.
+				if cerr := stream.Context().Err(); cerr != nil {
+					err = cerr
+				}
 				ch <- result{err: fmt.Errorf("receiving the image: %w", err)}
 				return
 			}

@@ -552,10 +552,12 @@ func (s *Service) sign(ctx context.Context, in plugin.SignInput, rec *audit.Reco
 	t := time.Now()
 	payload, err := in.Read(ctx)
 	if err != nil {
+		// err is checked as well as ctx: a transport sees its stream end
+		// a moment before the cancellation reaches ctx, derived from it.
 		switch {
-		case errors.Is(ctx.Err(), context.Canceled):
+		case errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled):
 			return nil, plugin.Errorf(codes.Canceled, "the client went away before it had sent the whole image")
-		case ctx.Err() != nil:
+		case errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:
 			return nil, plugin.Errorf(codes.DeadlineExceeded, "the image did not arrive within mcusignd's request deadline (%s)", s.cfg.RequestTimeout)
 		}
 		return nil, backendErr(err)

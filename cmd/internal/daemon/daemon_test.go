@@ -345,6 +345,36 @@ func TestRequestDeadline(t *testing.T) {
 	require.Contains(t, f.records(t)[0], "request deadline")
 }
 
+// A client that goes away mid-upload is reported as such even when the
+// transport's error arrives before the cancellation reaches the request's
+// ctx (CI caught that moment once as a "receiving the image" backend error).
+func TestClientGoneMidUpload(t *testing.T) {
+	for name, read := range map[string]func(context.Context) ([]byte, error){
+		"ctx already cancelled": func(ctx context.Context) ([]byte, error) { <-ctx.Done(); return nil, ctx.Err() },
+		"ctx not yet cancelled": func(context.Context) ([]byte, error) {
+			return nil, fmt.Errorf("receiving the image: %w", context.Canceled)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, Standing, nil)
+			in := input("pkcs11:object=fw", region(t))
+			in.Read = read
+			ctx, cancel := context.WithCancel(context.Background())
+			if name == "ctx already cancelled" {
+				cancel()
+			}
+			defer cancel()
+			_, err := f.svc.Sign(ctx, in)
+			require.Equal(t, codes.Canceled, statusCode(err), "%v", err)
+			require.Contains(t, err.Error(), "went away")
+			recs := f.records(t)
+			require.Len(t, recs, 1)
+			require.Contains(t, recs[0], `"result":"error"`)
+			require.Contains(t, recs[0], "went away")
+		})
+	}
+}
+
 // newCountingFixture is a standing fixture whose backend counts signatures.
 func newCountingFixture(t *testing.T, mutate func(*Config)) (*fixture, *countingBackend) {
 	var b *countingBackend
