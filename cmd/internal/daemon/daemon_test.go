@@ -349,21 +349,25 @@ func TestRequestDeadline(t *testing.T) {
 // transport's error arrives before the cancellation reaches the request's
 // ctx (CI caught that moment once as a "receiving the image" backend error).
 func TestClientGoneMidUpload(t *testing.T) {
-	for name, read := range map[string]func(context.Context) ([]byte, error){
-		"ctx already cancelled": func(ctx context.Context) ([]byte, error) { <-ctx.Done(); return nil, ctx.Err() },
-		"ctx not yet cancelled": func(context.Context) ([]byte, error) {
+	for _, c := range []struct {
+		name      string
+		cancelled bool // the request's ctx has seen the cancellation
+		read      func(context.Context) ([]byte, error)
+	}{
+		{"ctx already cancelled", true, func(ctx context.Context) ([]byte, error) { <-ctx.Done(); return nil, ctx.Err() }},
+		{"ctx not yet cancelled", false, func(context.Context) ([]byte, error) {
 			return nil, fmt.Errorf("receiving the image: %w", context.Canceled)
-		},
+		}},
 	} {
-		t.Run(name, func(t *testing.T) {
+		t.Run(c.name, func(t *testing.T) {
 			f := newFixture(t, Standing, nil)
 			in := input("pkcs11:object=fw", region(t))
-			in.Read = read
+			in.Read = c.read
 			ctx, cancel := context.WithCancel(context.Background())
-			if name == "ctx already cancelled" {
+			defer cancel()
+			if c.cancelled {
 				cancel()
 			}
-			defer cancel()
 			_, err := f.svc.Sign(ctx, in)
 			require.Equal(t, codes.Canceled, statusCode(err), "%v", err)
 			require.Contains(t, err.Error(), "went away")
