@@ -40,8 +40,11 @@ type SignInput struct {
 	KeyFingerprint string
 
 	// Read receives exactly Size bytes from the client. It fails if the
-	// client sends more or fewer, or when ctx ends first. The service
-	// checks Size against its limits before calling it.
+	// client sends more or fewer, or when ctx ends first. A client that
+	// goes away (or whose own deadline passes) fails it with an error
+	// wrapping context.Canceled (DeadlineExceeded), possibly a moment
+	// before ctx, derived from the call's, has seen the cancellation.
+	// The service checks Size against its limits before calling it.
 	Read func(ctx context.Context) ([]byte, error)
 }
 

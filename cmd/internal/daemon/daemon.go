@@ -552,8 +552,7 @@ func (s *Service) sign(ctx context.Context, in plugin.SignInput, rec *audit.Reco
 	t := time.Now()
 	payload, err := in.Read(ctx)
 	if err != nil {
-		// err is checked as well as ctx: a transport sees its stream end
-		// a moment before the cancellation reaches ctx, derived from it.
+		// err is checked as well as ctx (see SignInput.Read).
 		switch {
 		case errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled):
 			return nil, plugin.Errorf(codes.Canceled, "the client went away before it had sent the whole image")
